@@ -1,0 +1,20 @@
+//! The event-bus core of Choreo: EventBridge event patterns (parse, validate, compile, match,
+//! explain), and later the bus and inbox traits with their embedded and AWS engines.
+//!
+//! ```
+//! use choreo_bus::pattern::{MachineBuilder, Pattern, Scratch};
+//!
+//! let mut rules = MachineBuilder::new();
+//! rules.add_rule(
+//!     "payments",
+//!     Pattern::parse(r#"{"detail-type":["SupportTriaged"],"detail":{"data":{"issues":["duplicate_charge"]}}}"#)?,
+//! );
+//! let machine = rules.build();
+//! let event = br#"{"detail-type":"SupportTriaged","detail":{"data":{"issues":["missing_item","duplicate_charge"]}}}"#;
+//! let mut scratch = Scratch::new();
+//! let hits = machine.matches(event, &mut scratch)?;
+//! assert_eq!(machine.rule_name(hits[0]), "payments");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod pattern;

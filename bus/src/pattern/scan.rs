@@ -1,0 +1,436 @@
+//! One pass over an event's JSON text, guided by the machine's field trie: values at named
+//! paths are tested where they lie, everything else is skipped unparsed. Tests that pass fire
+//! targets into the scratch space; nothing is allocated once the scratch space is warm.
+
+use super::compile::{But, Kind, Leaf, Machine, NONE, Targets};
+use super::fold;
+use super::number;
+use super::skip;
+use super::{EventError, Scratch};
+
+/// Events nest at most this deep on the paths a pattern follows (EventBridge: ~1,000-1,100).
+pub const MAX_EVENT_DEPTH: usize = 1100;
+
+pub(crate) struct Scan<'a> {
+    pub m: &'a Machine,
+    pub s: &'a mut Scratch,
+    pub b: &'a [u8],
+    pub pos: usize,
+    /// Context (array element) the current value lies in; 0 is outside every array.
+    pub ctx: u32,
+    pub depth: usize,
+}
+
+/// A scalar value as it appears in the event.
+#[derive(Clone, Copy)]
+enum Scalar<'b> {
+    String { raw: &'b [u8], escaped: bool },
+    Number(&'b [u8]),
+    True,
+    False,
+    Null,
+}
+
+impl<'a> Scan<'a> {
+    fn err(&self, reason: &'static str) -> EventError {
+        EventError { offset: self.pos, reason }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    pub fn root(&mut self) -> Result<(), EventError> {
+        self.ws();
+        if self.b.get(self.pos) != Some(&b'{') {
+            return Err(self.err("an event must be a JSON object"));
+        }
+        self.object(0)?;
+        self.ws();
+        if self.pos != self.b.len() {
+            return Err(self.err("unexpected text after the event"));
+        }
+        Ok(())
+    }
+
+    /// At `{`; the trie node has the field names to look for.
+    fn object(&mut self, node: u32) -> Result<(), EventError> {
+        self.depth += 1;
+        if self.depth > MAX_EVENT_DEPTH {
+            return Err(self.err("event nests too deeply"));
+        }
+        self.pos += 1;
+        self.ws();
+        if self.b.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            if self.b.get(self.pos) != Some(&b'"') {
+                return Err(self.err("expected a string key"));
+            }
+            let start = self.pos + 1;
+            let (end, escaped) = skip::string(self.b, start).map_err(|r| self.err(r))?;
+            self.pos = end;
+            let key = &self.b[start..end - 1];
+            let child = if escaped {
+                let mut buf = std::mem::take(&mut self.s.key_buf);
+                let c = match unescape(key, &mut buf) {
+                    Ok(()) => self.m.nodes[node as usize].child(&buf),
+                    Err(r) => return Err(self.err(r)),
+                };
+                self.s.key_buf = buf;
+                c
+            } else {
+                self.m.nodes[node as usize].child(key)
+            };
+            self.ws();
+            if self.b.get(self.pos) != Some(&b':') {
+                return Err(self.err("expected ':' after a key"));
+            }
+            self.pos += 1;
+            self.ws();
+            match child {
+                Some(c) => self.value(c)?,
+                None => self.skip_value()?,
+            }
+            self.ws();
+            match self.b.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    /// A value at a trie node: descend into objects it names, test scalars it has a leaf for.
+    fn value(&mut self, node: u32) -> Result<(), EventError> {
+        let n = &self.m.nodes[node as usize];
+        let leaf = n.leaf;
+        match self.b.get(self.pos) {
+            Some(b'{') => {
+                if n.has_children() {
+                    self.object(node)
+                } else {
+                    self.skip_value()
+                }
+            }
+            Some(b'[') => self.array(node),
+            Some(_) if leaf == NONE => self.skip_value(),
+            Some(_) => {
+                let v = self.scalar()?;
+                self.test(leaf, v);
+                Ok(())
+            }
+            None => Err(self.err("unexpected end of the event, expected a value")),
+        }
+    }
+
+    fn array(&mut self, node: u32) -> Result<(), EventError> {
+        self.depth += 1;
+        if self.depth > MAX_EVENT_DEPTH {
+            return Err(self.err("event nests too deeply"));
+        }
+        let track = self.m.track_arrays;
+        let array_id = if track {
+            self.s.arrays += 1;
+            self.s.arrays
+        } else {
+            0
+        };
+        let outer = self.ctx;
+        self.pos += 1;
+        self.ws();
+        if self.b.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            // Scalars take the context of the array's parent: only containers can hold fields
+            // that must agree on one element (see eval.rs).
+            if track && matches!(self.b.get(self.pos), Some(b'{' | b'[')) {
+                self.ctx = self.s.new_ctx(outer, array_id);
+            }
+            self.value(node)?;
+            self.ctx = outer;
+            self.ws();
+            match self.b.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn skip_value(&mut self) -> Result<(), EventError> {
+        match self.b.get(self.pos) {
+            Some(b'"') => {
+                self.pos = skip::string(self.b, self.pos + 1).map_err(|r| self.err(r))?.0;
+            }
+            Some(b'{' | b'[') => {
+                self.pos = skip::container(self.b, self.pos + 1).map_err(|r| self.err(r))?;
+            }
+            Some(_) => {
+                self.scalar()?;
+            }
+            None => return Err(self.err("unexpected end of the event, expected a value")),
+        }
+        Ok(())
+    }
+
+    fn scalar(&mut self) -> Result<Scalar<'a>, EventError> {
+        let b = self.b;
+        let start = self.pos;
+        match b.get(start) {
+            Some(b'"') => {
+                let (end, escaped) = skip::string(b, start + 1).map_err(|r| self.err(r))?;
+                self.pos = end;
+                Ok(Scalar::String { raw: &b[start + 1..end - 1], escaped })
+            }
+            Some(b't') if b[start..].starts_with(b"true") => {
+                self.pos += 4;
+                Ok(Scalar::True)
+            }
+            Some(b'f') if b[start..].starts_with(b"false") => {
+                self.pos += 5;
+                Ok(Scalar::False)
+            }
+            Some(b'n') if b[start..].starts_with(b"null") => {
+                self.pos += 4;
+                Ok(Scalar::Null)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let mut i = start + 1;
+                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = b.get(i) {
+                    i += 1;
+                }
+                self.pos = i;
+                Ok(Scalar::Number(&b[start..i]))
+            }
+            _ => Err(self.err("expected a value")),
+        }
+    }
+
+    /// Runs a leaf's tests on one scalar.
+    fn test(&mut self, leaf: u32, v: Scalar<'_>) {
+        let m = self.m;
+        let l = &m.leaves[leaf as usize];
+        self.fire(l.any);
+        match v {
+            Scalar::String { raw, escaped } => {
+                if l.has_string_tests || !l.buts.is_empty() {
+                    if escaped {
+                        let mut buf = std::mem::take(&mut self.s.value_buf);
+                        if unescape(raw, &mut buf).is_ok() {
+                            self.test_string(l, &buf);
+                        }
+                        self.s.value_buf = buf;
+                    } else {
+                        self.test_string(l, raw);
+                    }
+                }
+            }
+            Scalar::Number(raw) => {
+                let parsed = if l.needs_number || l.buts.iter().any(|(b, _)| matches!(b, But::Numbers(_))) {
+                    number::parse_event(raw)
+                } else {
+                    None
+                };
+                if let Some(v) = parsed {
+                    if let Some(&t) = l.numbers.get(&number::key(v)) {
+                        self.fire(t);
+                    }
+                    for &(ref r, t) in &l.ranges {
+                        if r.contains(v) {
+                            self.fire(t);
+                        }
+                    }
+                }
+                for &(ref but, t) in &l.buts {
+                    let excluded = match (but, parsed) {
+                        (But::Numbers(keys), Some(v)) => keys.contains(&number::key(v)),
+                        _ => false,
+                    };
+                    if !excluded {
+                        self.fire(t);
+                    }
+                }
+            }
+            Scalar::True | Scalar::False | Scalar::Null => {
+                let i = match v {
+                    Scalar::True => 0,
+                    Scalar::False => 1,
+                    _ => 2,
+                };
+                self.fire(l.literals[i]);
+                for &(_, t) in &l.buts {
+                    self.fire(t);
+                }
+            }
+        }
+    }
+
+    fn test_string(&mut self, l: &Leaf, v: &[u8]) {
+        if let Some(t) = l.exact.get(v) {
+            self.fire(t);
+        }
+        for (n, map) in &l.prefix.0 {
+            if *n > v.len() {
+                break;
+            }
+            if let Some(t) = map.get(&v[..*n]) {
+                self.fire(t);
+            }
+        }
+        for (n, map) in &l.suffix.0 {
+            if *n > v.len() {
+                break;
+            }
+            if let Some(t) = map.get(&v[v.len() - n..]) {
+                self.fire(t);
+            }
+        }
+        if l.needs_upper || l.buts.iter().any(|(b, _)| matches!(b, But::IgnoreCase(_))) {
+            let mut up = std::mem::take(&mut self.s.upper_buf);
+            fold::upper_into(v, &mut up);
+            if let Some(t) = l.ic_exact.get(&up) {
+                self.fire(t);
+            }
+            for (n, map) in &l.ic_prefix.0 {
+                if *n > up.len() {
+                    break;
+                }
+                if let Some(t) = map.get(&up[..*n]) {
+                    self.fire(t);
+                }
+            }
+            for (n, map) in &l.ic_suffix.0 {
+                if *n > up.len() {
+                    break;
+                }
+                if let Some(t) = map.get(&up[up.len() - n..]) {
+                    self.fire(t);
+                }
+            }
+            for &(ref but, t) in &l.buts {
+                if let But::IgnoreCase(list) = but
+                    && !list.iter().any(|x| x[..] == up[..])
+                {
+                    self.fire(t);
+                }
+            }
+            self.s.upper_buf = up;
+        }
+        for &(ref w, t) in &l.wildcards {
+            if w.matches(v) {
+                self.fire(t);
+            }
+        }
+        for &(ref c, t) in &l.cidrs {
+            if c.contains(v) {
+                self.fire(t);
+            }
+        }
+        for &(ref but, t) in &l.buts {
+            let excluded = match but {
+                But::Strings(set) => set.get(v).is_some(),
+                But::Numbers(_) => false,
+                But::Prefix(list) => list.iter().any(|p| v.starts_with(p)),
+                But::Suffix(list) => list.iter().any(|p| v.ends_with(p)),
+                But::Wildcard(list) => list.iter().any(|w| w.matches(v)),
+                But::IgnoreCase(_) => continue, // tested above, on the upper-cased value
+            };
+            if !excluded {
+                self.fire(t);
+            }
+        }
+    }
+
+    #[inline]
+    fn fire(&mut self, t: Targets) {
+        if t.len == 0 {
+            return;
+        }
+        let targets = &self.m.targets[t.start as usize..(t.start + t.len) as usize];
+        for t in targets {
+            if t.kind == Kind::Simple {
+                self.s.matched_rule(t.rule);
+            } else {
+                self.s.hit(t.branch, t.field, t.kind == Kind::Presence, self.ctx);
+            }
+        }
+    }
+}
+
+/// Decodes a JSON string body with escapes into `out` as UTF-8.
+pub(crate) fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    out.clear();
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *raw.get(i + 1).ok_or("bad escape")?;
+        i += 2;
+        let ch = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = hex4(raw.get(i..i + 4))?;
+                i += 4;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    if raw.get(i..i + 2) != Some(b"\\u") {
+                        return Err("unpaired surrogate in a \\u escape");
+                    }
+                    let lo = hex4(raw.get(i + 2..i + 6))?;
+                    i += 6;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err("invalid low surrogate in a \\u escape");
+                    }
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                char::from_u32(cp).ok_or("invalid \\u escape")?
+            }
+            _ => return Err("invalid escape in a string"),
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    }
+    Ok(())
+}
+
+fn hex4(h: Option<&[u8]>) -> Result<u32, &'static str> {
+    let h = h.ok_or("truncated \\u escape")?;
+    let s = std::str::from_utf8(h).map_err(|_| "invalid \\u escape")?;
+    u32::from_str_radix(s, 16).map_err(|_| "invalid \\u escape")
+}
