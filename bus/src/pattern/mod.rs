@@ -10,8 +10,9 @@ mod fold;
 mod json;
 mod number;
 mod scan;
-mod skip;
+pub(crate) mod skip;
 mod wildcard;
+pub mod bench;
 
 pub use ast::{MAX_OR_COMBINATIONS, MAX_PATTERN_CHARS, MAX_WILDCARDS_PER_FIELD, Pattern};
 pub use compile::{Machine, MachineBuilder, RuleId};
