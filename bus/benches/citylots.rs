@@ -195,7 +195,13 @@ fn array_scaling() {
             let event = if name == "objects" {
                 // Every element has a=v1 or b=w1 but never both: all hits, no consistent pair.
                 let items: Vec<String> = (0..n)
-                    .map(|i| if i % 2 == 0 { r#"{"a":"v1","b":"w0"}"#.to_owned() } else { r#"{"a":"v0","b":"w1"}"#.to_owned() })
+                    .map(|i| {
+                        if i % 2 == 0 {
+                            r#"{"a":"v1","b":"w0"}"#.to_owned()
+                        } else {
+                            r#"{"a":"v0","b":"w1"}"#.to_owned()
+                        }
+                    })
                     .collect();
                 format!(r#"{{"objs":[{}],"s":"x"}}"#, items.join(","))
             } else {

@@ -162,7 +162,8 @@ fn string(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
             Some(b'\\') => match b.get(i + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                 Some(b'u') => {
-                    let hex = b.get(i + 2..i + 6).ok_or(JsonError { offset: i, reason: "truncated \\u escape".into() })?;
+                    let hex =
+                        b.get(i + 2..i + 6).ok_or(JsonError { offset: i, reason: "truncated \\u escape".into() })?;
                     if !hex.iter().all(u8::is_ascii_hexdigit) {
                         return fail(i, "invalid \\u escape");
                     }
@@ -199,7 +200,8 @@ pub fn members(text: &[u8]) -> Result<Vec<(String, Range<usize>)>, JsonError> {
         }
         let kstart = i;
         let kend = string(b, i + 1)?;
-        let name: String = serde_json::from_slice(&b[kstart..kend]).map_err(|e| JsonError { offset: kstart, reason: e.to_string() })?;
+        let name: String = serde_json::from_slice(&b[kstart..kend])
+            .map_err(|e| JsonError { offset: kstart, reason: e.to_string() })?;
         i = ws(b, kend);
         if b.get(i) != Some(&b':') {
             return fail(i, "expected ':' after a key");
@@ -240,7 +242,19 @@ mod tests {
         for ok in [r#"{}"#, r#"[]"#, r#"{"a":[1,-2.5e3,"x\u00e9\n",true,false,null,{}]}"#, " 0 ", r#""\ud83d""#] {
             assert!(check(ok.as_bytes(), 100).is_ok(), "{ok}");
         }
-        for bad in [r#"{"a":1,}"#, r#"[1 2]"#, r#"{"a" 1}"#, "01", "1.", "[", r#"{"a":tru}"#, "\"\\x\"", "{} {}", "", "\"a\u{1}\""] {
+        for bad in [
+            r#"{"a":1,}"#,
+            r#"[1 2]"#,
+            r#"{"a" 1}"#,
+            "01",
+            "1.",
+            "[",
+            r#"{"a":tru}"#,
+            "\"\\x\"",
+            "{} {}",
+            "",
+            "\"a\u{1}\"",
+        ] {
             assert!(check(bad.as_bytes(), 100).is_err(), "{bad}");
         }
         assert_eq!(check(b"[1,}", 10).unwrap_err().offset, 3);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use choreo_bus::pattern::{Pattern, Scratch, Machine};
+use choreo_bus::pattern::{Machine, Pattern, Scratch};
 use serde_json::Value;
 
 fn shared_dir() -> PathBuf {
@@ -29,7 +29,10 @@ struct InvalidCase {
 fn invalid_cases() -> Vec<InvalidCase> {
     let path = shared_dir().join("conformance/invalid_patterns.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("corpus line is JSON")).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("corpus line is JSON"))
+        .collect()
 }
 
 /// Pattern text exactly as embedded in the corpus line (number literals keep their spelling).
@@ -69,7 +72,9 @@ fn run_matches(file: &str) -> (usize, Vec<String>) {
         let machine = Machine::single(&pattern);
         match machine.is_match(event_text.as_bytes(), &mut scratch) {
             Ok(got) if got == want => {}
-            Ok(got) => failures.push(format!("{id}: got {got}, want {want}\n  pattern {pattern_text}\n  event   {event_text}")),
+            Ok(got) => {
+                failures.push(format!("{id}: got {got}, want {want}\n  pattern {pattern_text}\n  event   {event_text}"))
+            }
             Err(e) => failures.push(format!("{id}: event error: {e}")),
         }
     }

@@ -36,7 +36,12 @@ fn event() -> impl Strategy<Value = Value> {
 
 /// Leaves reachable by choosing one element of every array: values that can all be matched
 /// together, with their key paths.
-fn consistent_leaves(v: &Value, path: &mut Vec<String>, choice: &mut impl FnMut(usize) -> usize, out: &mut Vec<(Vec<String>, Value)>) {
+fn consistent_leaves(
+    v: &Value,
+    path: &mut Vec<String>,
+    choice: &mut impl FnMut(usize) -> usize,
+    out: &mut Vec<(Vec<String>, Value)>,
+) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
@@ -58,7 +63,9 @@ fn consistent_leaves(v: &Value, path: &mut Vec<String>, choice: &mut impl FnMut(
 fn matcher_for(v: &Value, op: u8) -> Value {
     match (v, op % 6) {
         (Value::String(s), 1) => json!({"prefix": s.chars().take(2).collect::<String>()}),
-        (Value::String(s), 2) => json!({"suffix": s.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<String>()}),
+        (Value::String(s), 2) => {
+            json!({"suffix": s.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<String>()})
+        }
         (Value::String(s), 3) => json!({"equals-ignore-case": s.to_uppercase()}),
         (Value::String(s), 4) => {
             let escaped = s.replace('\\', "\\\\").replace('*', "\\*");

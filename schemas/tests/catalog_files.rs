@@ -6,9 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use choreo_schemas::catalog::{
-    self, CaseEscalated, CatalogEvent, FulfilmentIssueResolved, InventoryChecked,
-    OrderSupportCompleted, OrderSupportPlaced, PaymentIssueResolved, SupportTriaged,
-    ValidationError,
+    self, CaseEscalated, CatalogEvent, FulfilmentIssueResolved, InventoryChecked, OrderSupportCompleted,
+    OrderSupportPlaced, PaymentIssueResolved, SupportTriaged, ValidationError,
 };
 use serde_json::{Value, json};
 
@@ -43,28 +42,14 @@ fn checked_in_schemas_match_the_types() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(
-        stale.is_empty(),
-        "stale schemas (rerun with UPDATE_GOLDEN=1): {stale:?}"
-    );
+    assert!(stale.is_empty(), "stale schemas (rerun with UPDATE_GOLDEN=1): {stale:?}");
 }
 
 #[test]
 fn every_event_has_a_schema_and_an_example_and_nothing_else_is_there() {
-    let names: BTreeSet<String> = catalog::catalog()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
-    assert_eq!(
-        json_stems("json"),
-        names,
-        "schemas/json/ must hold exactly one schema per event"
-    );
-    assert_eq!(
-        json_stems("examples"),
-        names,
-        "schemas/examples/ must hold exactly one example per event"
-    );
+    let names: BTreeSet<String> = catalog::catalog().iter().map(|e| e.name().to_owned()).collect();
+    assert_eq!(json_stems("json"), names, "schemas/json/ must hold exactly one schema per event");
+    assert_eq!(json_stems("examples"), names, "schemas/examples/ must hold exactly one example per event");
 }
 
 #[test]
@@ -93,11 +78,7 @@ fn every_example_deserializes_into_its_type_and_back() {
     round_trips::<InventoryChecked>();
     round_trips::<OrderSupportCompleted>();
     round_trips::<CaseEscalated>();
-    assert_eq!(
-        catalog::catalog().len(),
-        7,
-        "a new event needs its line above too"
-    );
+    assert_eq!(catalog::catalog().len(), 7, "a new event needs its line above too");
 }
 
 #[test]
@@ -105,23 +86,12 @@ fn invalid_examples_report_pointer_and_reason() {
     let mut data = example("SupportTriaged");
     data["issues"][0] = json!("alien_abduction");
     let err = catalog::validate("SupportTriaged", &data).unwrap_err();
-    let ValidationError::Invalid {
-        pointer, reason, ..
-    } = &err
-    else {
-        panic!("{err:?}")
-    };
+    let ValidationError::Invalid { pointer, reason, .. } = &err else { panic!("{err:?}") };
     assert_eq!(pointer, "/issues/0");
-    assert!(
-        reason.contains("\"alien_abduction\" is not one of"),
-        "{reason}"
-    );
+    assert!(reason.contains("\"alien_abduction\" is not one of"), "{reason}");
 
     let mut data = example("PaymentIssueResolved");
-    data["refunds"][0]["amount"]
-        .as_object_mut()
-        .unwrap()
-        .remove("currency");
+    data["refunds"][0]["amount"].as_object_mut().unwrap().remove("currency");
     let err = catalog::validate("PaymentIssueResolved", &data).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -131,9 +101,7 @@ fn invalid_examples_report_pointer_and_reason() {
     let mut data = example("PaymentIssueResolved");
     data["refunds"][0]["amount"]["amount_minor"] = json!(129.98);
     let err = catalog::validate("PaymentIssueResolved", &data).unwrap_err();
-    let ValidationError::Invalid { pointer, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let ValidationError::Invalid { pointer, .. } = &err else { panic!("{err:?}") };
     assert_eq!(pointer, "/refunds/0/amount/amount_minor");
 }
 

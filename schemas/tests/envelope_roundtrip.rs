@@ -22,27 +22,20 @@ fn parse_serialize_parse_is_the_same_event() {
     let first = Envelope::from_json_value(foreign_event()).unwrap();
     let second = Envelope::from_json_str(&first.to_json_string()).unwrap();
     assert_eq!(second, first);
-    let via_serde: Envelope =
-        serde_json::from_str(&serde_json::to_string(&first).unwrap()).unwrap();
+    let via_serde: Envelope = serde_json::from_str(&serde_json::to_string(&first).unwrap()).unwrap();
     assert_eq!(via_serde, first);
 }
 
 #[test]
 fn unknown_extensions_keep_their_names_and_types() {
     let e = Envelope::from_json_value(foreign_event()).unwrap();
-    assert_eq!(
-        e.extension("tenant"),
-        Some(&ExtensionValue::String("retail-eu".into()))
-    );
+    assert_eq!(e.extension("tenant"), Some(&ExtensionValue::String("retail-eu".into())));
     assert_eq!(e.extension("sampled"), Some(&ExtensionValue::Boolean(true)));
     assert_eq!(e.extension("hops"), Some(&ExtensionValue::Integer(3)));
     let json = e.to_json_value();
     assert_eq!(json["hops"], 3);
     assert_eq!(json["sampled"], true);
-    assert!(
-        json.get("ignored").is_none(),
-        "a null attribute is an absent one"
-    );
+    assert!(json.get("ignored").is_none(), "a null attribute is an absent one");
 }
 
 #[test]

@@ -8,9 +8,7 @@ use choreo_schemas::eventbridge::{DeliveredEvent, Delivery, PutEventsEntry};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     fs::read_to_string(path).unwrap()
 }
 
@@ -19,11 +17,7 @@ fn replayed_delivery_round_trips() {
     let text = fixture("delivered-support-triaged-replayed.json");
     let wire: Value = serde_json::from_str(&text).unwrap();
     let delivered: DeliveredEvent = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        serde_json::to_value(&delivered).unwrap(),
-        wire,
-        "the delivered shape is kept as is"
-    );
+    assert_eq!(serde_json::to_value(&delivered).unwrap(), wire, "the delivered shape is kept as is");
 
     let Delivery { envelope, meta } = delivered.to_delivery().unwrap();
     assert_eq!(meta.replay_name.as_deref(), Some("black-friday-replay"));
@@ -42,10 +36,7 @@ fn replayed_delivery_round_trips() {
 fn aws_service_delivery_round_trips() {
     let text = fixture("delivered-aws-ec2.json");
     let delivered: DeliveredEvent = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        serde_json::to_value(&delivered).unwrap(),
-        serde_json::from_str::<Value>(&text).unwrap()
-    );
+    assert_eq!(serde_json::to_value(&delivered).unwrap(), serde_json::from_str::<Value>(&text).unwrap());
     let Delivery { envelope, meta } = delivered.to_delivery().unwrap();
     assert_eq!(envelope.id(), meta.id);
     assert_eq!(envelope.data(), Some(&delivered.event.detail));
@@ -56,10 +47,7 @@ fn aws_service_delivery_round_trips() {
 fn put_events_entry_round_trips() {
     let text = fixture("put-events-entry.json");
     let entry: PutEventsEntry = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        serde_json::to_value(&entry).unwrap(),
-        serde_json::from_str::<Value>(&text).unwrap()
-    );
+    assert_eq!(serde_json::to_value(&entry).unwrap(), serde_json::from_str::<Value>(&text).unwrap());
 
     let envelope = entry.to_envelope().unwrap();
     assert_eq!(envelope.event_type(), "OrderSupportPlaced");
@@ -67,9 +55,6 @@ fn put_events_entry_round_trips() {
 
     let again = PutEventsEntry::from_envelope(&envelope).with_event_bus_name("choreo");
     assert_eq!(again.detail_value().unwrap(), entry.detail_value().unwrap());
-    assert_eq!(
-        (&again.source, &again.detail_type, again.time),
-        (&entry.source, &entry.detail_type, entry.time)
-    );
+    assert_eq!((&again.source, &again.detail_type, again.time), (&entry.source, &entry.detail_type, entry.time));
     assert_eq!(again.to_envelope().unwrap(), envelope);
 }

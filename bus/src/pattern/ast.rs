@@ -5,11 +5,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::PatternError;
 use super::cidr::Cidr;
 use super::json::{self, Json};
 use super::number;
 use super::wildcard::Wildcard;
-use super::PatternError;
 
 /// EventBridge's limit on the size of an event pattern, in characters.
 pub const MAX_PATTERN_CHARS: usize = 2048;
@@ -208,7 +208,7 @@ fn or_group(value: &Json<'_>, path: &mut Vec<String>) -> Result<Vec<Obj>, Patter
     Ok(alts)
 }
 
-fn leaf(items: &[Json<'_>], path: &mut Vec<String>) -> Result<Vec<Matcher>, PatternError> {
+fn leaf(items: &[Json<'_>], path: &[String]) -> Result<Vec<Matcher>, PatternError> {
     if items.is_empty() {
         return Err(invalid(path, "empty arrays are not allowed"));
     }
@@ -220,7 +220,10 @@ fn leaf(items: &[Json<'_>], path: &mut Vec<String>) -> Result<Vec<Matcher>, Patt
             Json::Number(t) => Matcher::Exact(Exact::Number(num(t, path)?)),
             Json::String(s) => Matcher::Exact(Exact::String(s.to_string())),
             Json::Array(_) => {
-                return Err(invalid(path, "a match value must be a string, number, true, false, null or an operator object, got an array"));
+                return Err(invalid(
+                    path,
+                    "a match value must be a string, number, true, false, null or an operator object, got an array",
+                ));
             }
             Json::Object(members) => operator(members, path)?,
         });
@@ -240,10 +243,15 @@ fn leaf(items: &[Json<'_>], path: &mut Vec<String>) -> Result<Vec<Matcher>, Patt
 }
 
 fn num(text: &str, path: &[String]) -> Result<f64, PatternError> {
-    number::parse_finite(text).ok_or_else(|| invalid(path, format!("number {text} is out of the range of a 64-bit float")))
+    number::parse_finite(text)
+        .ok_or_else(|| invalid(path, format!("number {text} is out of the range of a 64-bit float")))
 }
 
-fn single<'j, 'a>(members: &'j [(Cow<'a, str>, Json<'a>)], path: &[String], what: &str) -> Result<(&'j str, &'j Json<'a>), PatternError> {
+fn single<'j, 'a>(
+    members: &'j [(Cow<'a, str>, Json<'a>)],
+    path: &[String],
+    what: &str,
+) -> Result<(&'j str, &'j Json<'a>), PatternError> {
     match members {
         [] => Err(invalid(path, format!("{what} is empty; it needs exactly one operator"))),
         [(k, v)] => Ok((k.as_ref(), v)),
@@ -269,7 +277,12 @@ fn operator(members: &[(Cow<'_, str>, Json<'_>)], path: &[String]) -> Result<Mat
                 Json::Object(inner) => {
                     let (k, iv) = single(inner, path, &format!("\"{op}\" expression"))?;
                     if k != "equals-ignore-case" {
-                        return Err(invalid(path, format!("unsupported \"{op}\" operator \"{k}\"; only \"equals-ignore-case\" may be nested in it")));
+                        return Err(invalid(
+                            path,
+                            format!(
+                                "unsupported \"{op}\" operator \"{k}\"; only \"equals-ignore-case\" may be nested in it"
+                            ),
+                        ));
                     }
                     (string_operand("equals-ignore-case", iv, path)?, true)
                 }
@@ -293,7 +306,9 @@ fn operator(members: &[(Cow<'_, str>, Json<'_>)], path: &[String]) -> Result<Mat
         other => {
             return Err(invalid(
                 path,
-                format!("unknown operator \"{other}\"; expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr"),
+                format!(
+                    "unknown operator \"{other}\"; expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr"
+                ),
             ));
         }
     })
@@ -311,7 +326,10 @@ fn numeric(v: &Json<'_>, path: &[String]) -> Result<Range, PatternError> {
         return Err(invalid(path, "\"numeric\" array is empty"));
     }
     if items.len() > 4 {
-        return Err(invalid(path, format!("\"numeric\" takes at most 2 operator/number pairs, got {} elements", items.len())));
+        return Err(invalid(
+            path,
+            format!("\"numeric\" takes at most 2 operator/number pairs, got {} elements", items.len()),
+        ));
     }
     let mut range = Range { lo: None, hi: None };
     let mut equals = false;
@@ -319,14 +337,24 @@ fn numeric(v: &Json<'_>, path: &[String]) -> Result<Range, PatternError> {
     while i < items.len() {
         let op = match &items[i] {
             Json::String(s) => s.as_ref(),
-            other => return Err(invalid(path, format!("\"numeric\" expects an operator at position {i}, got {}", other.kind()))),
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("\"numeric\" expects an operator at position {i}, got {}", other.kind()),
+                ));
+            }
         };
         if !matches!(op, "=" | "<" | "<=" | ">" | ">=") {
             return Err(invalid(path, format!("\"numeric\" operator \"{op}\" is not one of =, <, <=, >, >=")));
         }
         let value = match items.get(i + 1) {
             Some(Json::Number(t)) => num(t, path)?,
-            Some(other) => return Err(invalid(path, format!("\"numeric\" operator \"{op}\" needs a number, got {}", other.kind()))),
+            Some(other) => {
+                return Err(invalid(
+                    path,
+                    format!("\"numeric\" operator \"{op}\" needs a number, got {}", other.kind()),
+                ));
+            }
             None => return Err(invalid(path, format!("\"numeric\" operator \"{op}\" needs a number after it"))),
         };
         let first = i == 0;
@@ -393,13 +421,18 @@ fn anything_but(v: &Json<'_>, path: &[String]) -> Result<AnythingBut, PatternErr
                 other => {
                     return Err(invalid(
                         path,
-                        format!("unsupported \"anything-but\" operator \"{other}\"; expected prefix, suffix, equals-ignore-case or wildcard"),
+                        format!(
+                            "unsupported \"anything-but\" operator \"{other}\"; expected prefix, suffix, equals-ignore-case or wildcard"
+                        ),
                     ));
                 }
             }
         }
         other => {
-            return Err(invalid(path, format!("\"anything-but\" needs a string, a number or a list of them, got {}", other.kind())));
+            return Err(invalid(
+                path,
+                format!("\"anything-but\" needs a string, a number or a list of them, got {}", other.kind()),
+            ));
         }
     })
 }
@@ -434,9 +467,13 @@ impl fmt::Display for Matcher {
             Matcher::Exact(Exact::Bool(b)) => write!(f, "{b}"),
             Matcher::Exact(Exact::Null) => write!(f, "null"),
             Matcher::Prefix { text, ignore_case: false } => write!(f, "{{\"prefix\":{}}}", q(text)),
-            Matcher::Prefix { text, ignore_case: true } => write!(f, "{{\"prefix\":{{\"equals-ignore-case\":{}}}}}", q(text)),
+            Matcher::Prefix { text, ignore_case: true } => {
+                write!(f, "{{\"prefix\":{{\"equals-ignore-case\":{}}}}}", q(text))
+            }
             Matcher::Suffix { text, ignore_case: false } => write!(f, "{{\"suffix\":{}}}", q(text)),
-            Matcher::Suffix { text, ignore_case: true } => write!(f, "{{\"suffix\":{{\"equals-ignore-case\":{}}}}}", q(text)),
+            Matcher::Suffix { text, ignore_case: true } => {
+                write!(f, "{{\"suffix\":{{\"equals-ignore-case\":{}}}}}", q(text))
+            }
             Matcher::EqualsIgnoreCase(s) => write!(f, "{{\"equals-ignore-case\":{}}}", q(s)),
             Matcher::Wildcard(w) => write!(f, "{{\"wildcard\":{}}}", q(w.text())),
             Matcher::Exists(b) => write!(f, "{{\"exists\":{b}}}"),
@@ -483,10 +520,22 @@ mod tests {
 
     #[test]
     fn messages_name_the_field_and_the_problem() {
-        assert_eq!(err(r#"{"detail":{"state":"x"}}"#), "at detail.state: a field must be an object or an array of values, got a string");
-        assert_eq!(err(r#"{"a":[{"anything-but":["x",1]}]}"#), "at a: \"anything-but\" list must hold only strings or only numbers");
-        assert_eq!(err(r#"{"a":[{"numeric":[">",5,"<",5]}]}"#), "at a: \"numeric\" lower bound 5 must be less than upper bound 5");
-        assert_eq!(err(r#"{"$or":[{"a":["x"]},{"b":"y"}]}"#), "at $or[1].b: a field must be an object or an array of values, got a string");
+        assert_eq!(
+            err(r#"{"detail":{"state":"x"}}"#),
+            "at detail.state: a field must be an object or an array of values, got a string"
+        );
+        assert_eq!(
+            err(r#"{"a":[{"anything-but":["x",1]}]}"#),
+            "at a: \"anything-but\" list must hold only strings or only numbers"
+        );
+        assert_eq!(
+            err(r#"{"a":[{"numeric":[">",5,"<",5]}]}"#),
+            "at a: \"numeric\" lower bound 5 must be less than upper bound 5"
+        );
+        assert_eq!(
+            err(r#"{"$or":[{"a":["x"]},{"b":"y"}]}"#),
+            "at $or[1].b: a field must be an object or an array of values, got a string"
+        );
         assert_eq!(err("[1]"), "a pattern must be a JSON object, got an array");
     }
 

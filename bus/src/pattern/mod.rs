@@ -2,6 +2,7 @@
 //! [`Machine`], match events against all of them in one pass, and explain a miss.
 
 mod ast;
+pub mod bench;
 mod cidr;
 mod compile;
 mod eval;
@@ -12,7 +13,6 @@ mod number;
 mod scan;
 pub(crate) mod skip;
 mod wildcard;
-pub mod bench;
 
 pub use ast::{MAX_OR_COMBINATIONS, MAX_PATTERN_CHARS, MAX_WILDCARDS_PER_FIELD, Pattern};
 pub use compile::{Machine, MachineBuilder, RuleId};

@@ -22,9 +22,7 @@ use serde_json::Value;
 
 pub use case_escalated::{CaseEscalated, EscalationReason};
 pub use common::{AGENT_NAME_PATTERN, CURRENCY_PATTERN, IssueKind, ItemLine, ORDER_ID_PATTERN};
-pub use fulfilment_issue_resolved::{
-    FulfilmentIssueResolved, FulfilmentOutcome, ServiceLevel, Shipment,
-};
+pub use fulfilment_issue_resolved::{FulfilmentIssueResolved, FulfilmentOutcome, ServiceLevel, Shipment};
 pub use inventory_checked::{Alternative, InventoryChecked};
 pub use order_support_completed::{ActionTaken, OrderSupportCompleted};
 pub use order_support_placed::{Channel, OrderSupportPlaced};
@@ -69,9 +67,7 @@ pub fn schema_id(name: &str, version: u32) -> String {
 
 /// The published JSON Schema of `T`'s data (draft 2020-12), with its `$id` and `title`.
 pub fn schema_for<T: CatalogEvent>() -> Value {
-    let mut schema = SchemaSettings::draft2020_12()
-        .into_generator()
-        .into_root_schema_for::<T>();
+    let mut schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>();
     schema.insert("$id".to_owned(), schema_id(T::NAME, T::VERSION).into());
     schema.insert("title".to_owned(), T::NAME.into());
     schema.to_value()
@@ -147,11 +143,7 @@ mod tests {
             let schema = event.schema();
             assert_eq!(schema["$id"], event.schema_id());
             assert_eq!(schema["title"], event.name());
-            assert!(
-                schema["description"].is_string(),
-                "{} has no description",
-                event.name()
-            );
+            assert!(schema["description"].is_string(), "{} has no description", event.name());
             assert_eq!(schema["additionalProperties"], false, "{}", event.name());
         }
     }
@@ -168,9 +160,6 @@ mod tests {
             needed_by: None,
         })
         .unwrap();
-        assert_eq!(
-            data["issues"],
-            serde_json::json!(["duplicate_charge", "missing_item"])
-        );
+        assert_eq!(data["issues"], serde_json::json!(["duplicate_charge", "missing_item"]));
     }
 }

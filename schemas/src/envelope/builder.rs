@@ -9,8 +9,7 @@ use ulid::Ulid;
 use url::Url;
 
 use super::{
-    AUTH_ID, AUTH_TYPE, AuthType, CAUSATION_ID, CORRELATION_ID, Envelope, EnvelopeError,
-    JSON_CONTENT_TYPE, TRACEPARENT,
+    AUTH_ID, AUTH_TYPE, AuthType, CAUSATION_ID, CORRELATION_ID, Envelope, EnvelopeError, JSON_CONTENT_TYPE, TRACEPARENT,
 };
 use crate::catalog::{CatalogEvent, schema_id};
 
@@ -103,8 +102,7 @@ impl EnvelopeBuilder {
 
     /// Who the event acts for, e.g. `(AuthType::AppUser, "c-1001")`.
     pub fn auth(self, auth_type: AuthType, auth_id: impl Into<String>) -> Self {
-        self.extension(AUTH_TYPE, auth_type.as_str())
-            .extension(AUTH_ID, auth_id.into())
+        self.extension(AUTH_TYPE, auth_type.as_str()).extension(AUTH_ID, auth_id.into())
     }
 
     /// Any other extension; a later value for the same name replaces the earlier one.
@@ -158,9 +156,8 @@ impl EnvelopeBuilder {
         let mut event = builder.build().map_err(from_sdk)?;
         if let Some(version) = self.schema_version {
             let schema = schema_id(&self.event_type, version);
-            let url = Url::parse(&schema).map_err(|_| {
-                EnvelopeError::invalid("dataschema", schema, "must be an absolute uri")
-            })?;
+            let url = Url::parse(&schema)
+                .map_err(|_| EnvelopeError::invalid("dataschema", schema, "must be an absolute uri"))?;
             event.set_dataschema(Some(url));
         }
         Envelope::try_from(event)
@@ -177,11 +174,7 @@ impl Envelope {
         time: Option<DateTime<Utc>>,
         data: Value,
     ) -> Result<Self, EnvelopeError> {
-        let mut builder = EventBuilderV10::new()
-            .id(id)
-            .source(source)
-            .ty(event_type)
-            .data(JSON_CONTENT_TYPE, data);
+        let mut builder = EventBuilderV10::new().id(id).source(source).ty(event_type).data(JSON_CONTENT_TYPE, data);
         if let Some(time) = time {
             builder = builder.time(time);
         }
@@ -192,26 +185,14 @@ impl Envelope {
 fn from_sdk(error: EventBuilderError) -> EnvelopeError {
     match error {
         EventBuilderError::MissingRequiredAttribute { attribute_name } => {
-            EnvelopeError::MissingAttribute {
-                attribute: attribute_name,
-            }
+            EnvelopeError::MissingAttribute { attribute: attribute_name }
         }
-        EventBuilderError::ParseTimeError {
-            attribute_name,
-            source,
-        } => EnvelopeError::invalid(
-            attribute_name,
-            source.to_string(),
-            "must be an rfc 3339 timestamp",
-        ),
-        EventBuilderError::ParseUrlError {
-            attribute_name,
-            source,
-        } => EnvelopeError::invalid(
-            attribute_name,
-            source.to_string(),
-            "must be an absolute uri",
-        ),
+        EventBuilderError::ParseTimeError { attribute_name, source } => {
+            EnvelopeError::invalid(attribute_name, source.to_string(), "must be an rfc 3339 timestamp")
+        }
+        EventBuilderError::ParseUrlError { attribute_name, source } => {
+            EnvelopeError::invalid(attribute_name, source.to_string(), "must be an absolute uri")
+        }
         EventBuilderError::InvalidUriRefError { attribute_name } => {
             EnvelopeError::invalid(attribute_name, "", "must be a non-empty uri-reference")
         }
@@ -245,10 +226,7 @@ mod tests {
         assert!(ulid::Ulid::from_string(e.id()).is_ok(), "{}", e.id());
         assert!(*e.time().unwrap() >= before);
         assert_eq!(e.data_content_type(), Some("application/json"));
-        assert_eq!(
-            e.data_schema().unwrap().as_str(),
-            "urn:choreo:schema:OrderSupportPlaced:1"
-        );
+        assert_eq!(e.data_schema().unwrap().as_str(), "urn:choreo:schema:OrderSupportPlaced:1");
         assert_eq!(e.subject(), Some("orders/o-1001"));
         assert_eq!(e.auth_type(), Some(AuthType::AppUser));
         assert_eq!(e.auth_id(), Some("c-1001"));
@@ -265,30 +243,22 @@ mod tests {
     #[test]
     fn follow_up_carries_case_trace_and_auth() {
         let parent = placed();
-        let child = parent
-            .follow_up("agents.support", "SupportTriaged")
-            .data(json!({"order_id": "o-1001"}))
-            .build()
-            .unwrap();
+        let child =
+            parent.follow_up("agents.support", "SupportTriaged").data(json!({"order_id": "o-1001"})).build().unwrap();
         assert_ne!(child.id(), parent.id());
         assert_eq!(child.causation_id(), Some(parent.id()));
         assert_eq!(child.correlation_id(), parent.correlation_id());
         assert_eq!(child.traceparent(), Some(TRACE));
         assert_eq!(child.auth_type(), Some(AuthType::AppUser));
         assert_eq!(child.auth_id(), Some("c-1001"));
-        let grandchild = child
-            .follow_up("agents.payments", "PaymentIssueResolved")
-            .build()
-            .unwrap();
+        let grandchild = child.follow_up("agents.payments", "PaymentIssueResolved").build().unwrap();
         assert_eq!(grandchild.correlation_id(), parent.correlation_id());
         assert_eq!(grandchild.causation_id(), Some(child.id()));
     }
 
     #[test]
     fn explicit_id_time_and_extensions_are_kept() {
-        let time = chrono::Utc
-            .with_ymd_and_hms(2024, 11, 29, 10, 15, 0)
-            .unwrap();
+        let time = chrono::Utc.with_ymd_and_hms(2024, 11, 29, 10, 15, 0).unwrap();
         let e = Envelope::builder("retail.support-api", "OrderSupportPlaced")
             .id("01JDQ5X8Y7Z6W5V4T3S2R1Q0PN")
             .time(time)
@@ -306,14 +276,8 @@ mod tests {
     #[test]
     fn bad_builder_input_names_the_attribute() {
         let err = Envelope::builder("", "X").build().unwrap_err();
-        assert!(
-            matches!(err, EnvelopeError::InvalidAttribute { ref attribute, .. } if attribute == "source"),
-            "{err}"
-        );
+        assert!(matches!(err, EnvelopeError::InvalidAttribute { ref attribute, .. } if attribute == "source"), "{err}");
         let err = Envelope::builder("s", "").build().unwrap_err();
-        assert!(
-            matches!(err, EnvelopeError::InvalidAttribute { ref attribute, .. } if attribute == "type"),
-            "{err}"
-        );
+        assert!(matches!(err, EnvelopeError::InvalidAttribute { ref attribute, .. } if attribute == "type"), "{err}");
     }
 }

@@ -40,32 +40,18 @@ pub enum EnvelopeError {
     #[error("missing required attribute `{attribute}`")]
     MissingAttribute { attribute: &'static str },
     #[error("invalid attribute `{attribute}` ({value}): {reason}")]
-    InvalidAttribute {
-        attribute: String,
-        value: Value,
-        reason: &'static str,
-    },
+    InvalidAttribute { attribute: String, value: Value, reason: &'static str },
     #[error("data of `{event_type}` does not match its rust type: {source}")]
-    DataType {
-        event_type: String,
-        source: serde_json::Error,
-    },
+    DataType { event_type: String, source: serde_json::Error },
     #[error("the event is of type `{found}`, not `{expected}`")]
-    WrongType {
-        expected: &'static str,
-        found: String,
-    },
+    WrongType { expected: &'static str, found: String },
     #[error("the cloudevents sdk rejected the event: {reason}")]
     Rejected { reason: String },
 }
 
 impl EnvelopeError {
     pub(crate) fn invalid(attribute: &str, value: impl Into<Value>, reason: &'static str) -> Self {
-        Self::InvalidAttribute {
-            attribute: attribute.to_owned(),
-            value: value.into(),
-            reason,
-        }
+        Self::InvalidAttribute { attribute: attribute.to_owned(), value: value.into(), reason }
     }
 }
 
@@ -144,11 +130,7 @@ impl Envelope {
     }
 
     /// Starts the event that answers `self`: same case, trace and auth context, caused by `self`.
-    pub fn follow_up(
-        &self,
-        source: impl Into<String>,
-        event_type: impl Into<String>,
-    ) -> EnvelopeBuilder {
+    pub fn follow_up(&self, source: impl Into<String>, event_type: impl Into<String>) -> EnvelopeBuilder {
         EnvelopeBuilder::new(source, event_type).caused_by(self)
     }
 
@@ -160,15 +142,11 @@ impl Envelope {
     /// Parses a structured-mode CloudEvent already read as JSON.
     pub fn from_json_value(value: Value) -> Result<Self, EnvelopeError> {
         let Value::Object(map) = value else {
-            return Err(EnvelopeError::NotAnObject {
-                found: parse::kind_of(&value),
-            });
+            return Err(EnvelopeError::NotAnObject { found: parse::kind_of(&value) });
         };
         parse::check_structured(&map)?;
-        let event: Event =
-            serde_json::from_value(Value::Object(map)).map_err(|e| EnvelopeError::Rejected {
-                reason: e.to_string(),
-            })?;
+        let event: Event = serde_json::from_value(Value::Object(map))
+            .map_err(|e| EnvelopeError::Rejected { reason: e.to_string() })?;
         Self::try_from(event)
     }
 
@@ -193,10 +171,7 @@ impl Envelope {
             map.insert("subject".into(), subject.into());
         }
         if let Some(time) = e.time() {
-            map.insert(
-                "time".into(),
-                time.to_rfc3339_opts(SecondsFormat::AutoSi, true).into(),
-            );
+            map.insert("time".into(), time.to_rfc3339_opts(SecondsFormat::AutoSi, true).into());
         }
         if let Some(data) = self.data() {
             map.insert("data".into(), data.clone());
@@ -258,16 +233,11 @@ impl Envelope {
     /// The data as a catalog event, checking that the envelope is of that type.
     pub fn data_as<T: crate::catalog::CatalogEvent>(&self) -> Result<T, EnvelopeError> {
         if self.event_type() != T::NAME {
-            return Err(EnvelopeError::WrongType {
-                expected: T::NAME,
-                found: self.event_type().to_owned(),
-            });
+            return Err(EnvelopeError::WrongType { expected: T::NAME, found: self.event_type().to_owned() });
         }
         let data = self.data().cloned().unwrap_or(Value::Null);
-        serde_json::from_value(data).map_err(|source| EnvelopeError::DataType {
-            event_type: T::NAME.to_owned(),
-            source,
-        })
+        serde_json::from_value(data)
+            .map_err(|source| EnvelopeError::DataType { event_type: T::NAME.to_owned(), source })
     }
 
     pub fn correlation_id(&self) -> Option<&str> {
@@ -284,8 +254,7 @@ impl Envelope {
 
     pub fn auth_type(&self) -> Option<AuthType> {
         // Checked on construction, so a value that does not parse cannot be here.
-        self.string_extension(AUTH_TYPE)
-            .and_then(|s| s.parse().ok())
+        self.string_extension(AUTH_TYPE).and_then(|s| s.parse().ok())
     }
 
     pub fn auth_id(&self) -> Option<&str> {

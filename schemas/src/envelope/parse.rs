@@ -7,17 +7,9 @@ use cloudevents::event::{AttributesReader, Data, ExtensionValue, SpecVersion};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{
-    AUTH_ID, AUTH_TYPE, AuthType, CAUSATION_ID, CORRELATION_ID, EnvelopeError, TRACEPARENT,
-};
+use super::{AUTH_ID, AUTH_TYPE, AuthType, CAUSATION_ID, CORRELATION_ID, EnvelopeError, TRACEPARENT};
 
-const STRING_EXTENSIONS: [&str; 5] = [
-    CORRELATION_ID,
-    CAUSATION_ID,
-    TRACEPARENT,
-    AUTH_TYPE,
-    AUTH_ID,
-];
+const STRING_EXTENSIONS: [&str; 5] = [CORRELATION_ID, CAUSATION_ID, TRACEPARENT, AUTH_TYPE, AUTH_ID];
 
 pub(super) fn kind_of(value: &Value) -> &'static str {
     match value {
@@ -40,49 +32,27 @@ fn present<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     map.get(name).filter(|v| !v.is_null())
 }
 
-fn required_string<'a>(
-    map: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<&'a str, EnvelopeError> {
+fn required_string<'a>(map: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, EnvelopeError> {
     match present(map, name) {
         None => Err(EnvelopeError::MissingAttribute { attribute: name }),
-        Some(Value::String(s)) if s.is_empty() => Err(EnvelopeError::invalid(
-            name,
-            s.as_str(),
-            "must not be empty",
-        )),
+        Some(Value::String(s)) if s.is_empty() => Err(EnvelopeError::invalid(name, s.as_str(), "must not be empty")),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(EnvelopeError::invalid(
-            name,
-            other.clone(),
-            "must be a string",
-        )),
+        Some(other) => Err(EnvelopeError::invalid(name, other.clone(), "must be a string")),
     }
 }
 
-fn optional_string<'a>(
-    map: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, EnvelopeError> {
+fn optional_string<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, EnvelopeError> {
     match present(map, name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(EnvelopeError::invalid(
-            name,
-            other.clone(),
-            "must be a string",
-        )),
+        Some(other) => Err(EnvelopeError::invalid(name, other.clone(), "must be a string")),
     }
 }
 
 pub(super) fn check_structured(map: &Map<String, Value>) -> Result<(), EnvelopeError> {
     let version = required_string(map, "specversion")?;
     if version != "1.0" {
-        return Err(EnvelopeError::invalid(
-            "specversion",
-            version,
-            "only cloudevents 1.0 is supported",
-        ));
+        return Err(EnvelopeError::invalid("specversion", version, "only cloudevents 1.0 is supported"));
     }
     for name in ["id", "source", "type"] {
         required_string(map, name)?;
@@ -90,37 +60,21 @@ pub(super) fn check_structured(map: &Map<String, Value>) -> Result<(), EnvelopeE
     if let Some(ct) = optional_string(map, "datacontenttype")?
         && !is_json_content_type(ct)
     {
-        return Err(EnvelopeError::invalid(
-            "datacontenttype",
-            ct,
-            "choreo event data is json",
-        ));
+        return Err(EnvelopeError::invalid("datacontenttype", ct, "choreo event data is json"));
     }
     if let Some(schema) = optional_string(map, "dataschema")?
         && Url::parse(schema).is_err()
     {
-        return Err(EnvelopeError::invalid(
-            "dataschema",
-            schema,
-            "must be an absolute uri",
-        ));
+        return Err(EnvelopeError::invalid("dataschema", schema, "must be an absolute uri"));
     }
     optional_string(map, "subject")?;
     if let Some(time) = optional_string(map, "time")?
         && DateTime::parse_from_rfc3339(time).is_err()
     {
-        return Err(EnvelopeError::invalid(
-            "time",
-            time,
-            "must be an rfc 3339 timestamp",
-        ));
+        return Err(EnvelopeError::invalid("time", time, "must be an rfc 3339 timestamp"));
     }
     if let Some(b64) = present(map, "data_base64") {
-        return Err(EnvelopeError::invalid(
-            "data_base64",
-            b64.clone(),
-            "choreo event data is json, not binary",
-        ));
+        return Err(EnvelopeError::invalid("data_base64", b64.clone(), "choreo event data is json, not binary"));
     }
     for (name, value) in map {
         if is_context_attribute(name) || value.is_null() {
@@ -150,11 +104,7 @@ fn is_context_attribute(name: &str) -> bool {
 fn check_extension_value(name: &str, value: &Value) -> Result<(), EnvelopeError> {
     if STRING_EXTENSIONS.contains(&name) {
         let Value::String(s) = value else {
-            return Err(EnvelopeError::invalid(
-                name,
-                value.clone(),
-                "must be a string",
-            ));
+            return Err(EnvelopeError::invalid(name, value.clone(), "must be a string"));
         };
         return check_choreo_extension(name, s);
     }
@@ -171,11 +121,7 @@ fn check_extension_value(name: &str, value: &Value) -> Result<(), EnvelopeError>
 
 fn check_choreo_extension(name: &str, value: &str) -> Result<(), EnvelopeError> {
     if name == AUTH_TYPE && value.parse::<AuthType>().is_err() {
-        return Err(EnvelopeError::invalid(
-            name,
-            value,
-            "not an authcontext authtype",
-        ));
+        return Err(EnvelopeError::invalid(name, value, "not an authcontext authtype"));
     }
     Ok(())
 }
@@ -184,36 +130,20 @@ fn check_choreo_extension(name: &str, value: &str) -> Result<(), EnvelopeError> 
 pub(super) fn check_event(event: &Event) -> Result<(), EnvelopeError> {
     if event.specversion() != SpecVersion::V10 {
         let version = event.specversion().to_string();
-        return Err(EnvelopeError::invalid(
-            "specversion",
-            version,
-            "only cloudevents 1.0 is supported",
-        ));
+        return Err(EnvelopeError::invalid("specversion", version, "only cloudevents 1.0 is supported"));
     }
     if let Some(ct) = event.datacontenttype()
         && !is_json_content_type(ct)
     {
-        return Err(EnvelopeError::invalid(
-            "datacontenttype",
-            ct,
-            "choreo event data is json",
-        ));
+        return Err(EnvelopeError::invalid("datacontenttype", ct, "choreo event data is json"));
     }
     match event.data() {
         None | Some(Data::Json(_)) => {}
         Some(Data::String(s)) => {
-            return Err(EnvelopeError::invalid(
-                "data",
-                s.as_str(),
-                "choreo event data is json",
-            ));
+            return Err(EnvelopeError::invalid("data", s.as_str(), "choreo event data is json"));
         }
         Some(Data::Binary(_)) => {
-            return Err(EnvelopeError::invalid(
-                "data_base64",
-                Value::Null,
-                "choreo event data is json, not binary",
-            ));
+            return Err(EnvelopeError::invalid("data_base64", Value::Null, "choreo event data is json, not binary"));
         }
     }
     for name in STRING_EXTENSIONS {
@@ -221,11 +151,7 @@ pub(super) fn check_event(event: &Event) -> Result<(), EnvelopeError> {
             None => {}
             Some(ExtensionValue::String(s)) => check_choreo_extension(name, s)?,
             Some(other) => {
-                return Err(EnvelopeError::invalid(
-                    name,
-                    other.to_string(),
-                    "must be a string",
-                ));
+                return Err(EnvelopeError::invalid(name, other.to_string(), "must be a string"));
             }
         }
     }
@@ -283,11 +209,7 @@ mod tests {
             (json!({"nested": {"a": 1}}), "nested"),
         ];
         for (patch, attribute) in cases {
-            assert_eq!(
-                rejected_attribute(patch.clone()),
-                attribute,
-                "patch {patch}"
-            );
+            assert_eq!(rejected_attribute(patch.clone()), attribute, "patch {patch}");
         }
     }
 
@@ -304,31 +226,18 @@ mod tests {
         let mut event = valid();
         event["time"] = json!("yesterday");
         let err = Envelope::from_json_value(event).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid attribute `time` (\"yesterday\"): must be an rfc 3339 timestamp"
-        );
+        assert_eq!(err.to_string(), "invalid attribute `time` (\"yesterday\"): must be an rfc 3339 timestamp");
     }
 
     #[test]
     fn non_object_and_bad_json_are_refused() {
-        assert!(matches!(
-            Envelope::from_json_value(json!([1])),
-            Err(EnvelopeError::NotAnObject { found: "an array" })
-        ));
-        assert!(matches!(
-            Envelope::from_json_str("{"),
-            Err(EnvelopeError::Json(_))
-        ));
+        assert!(matches!(Envelope::from_json_value(json!([1])), Err(EnvelopeError::NotAnObject { found: "an array" })));
+        assert!(matches!(Envelope::from_json_str("{"), Err(EnvelopeError::Json(_))));
     }
 
     #[test]
     fn json_content_types_with_parameters_are_json() {
-        for ct in [
-            "application/json; charset=utf-8",
-            "application/cloudevents+json",
-            "text/json",
-        ] {
+        for ct in ["application/json; charset=utf-8", "application/cloudevents+json", "text/json"] {
             assert!(super::is_json_content_type(ct), "{ct}");
         }
     }

@@ -16,11 +16,7 @@ pub struct DeliveredEvent {
     #[serde(flatten)]
     pub event: EventBridgeEvent<Value>,
     /// The replay that re-sent this event; absent on a first delivery.
-    #[serde(
-        rename = "replay-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "replay-name", default, skip_serializing_if = "Option::is_none")]
     pub replay_name: Option<String>,
 }
 
@@ -46,14 +42,7 @@ impl DeliveredEvent {
     /// EventBridge does for an entry without `Time`), to the second as EventBridge writes it.
     pub fn from_envelope(envelope: &Envelope, meta: &DeliveryMeta) -> Self {
         let time = envelope.time().copied().unwrap_or_else(Utc::now);
-        Self::assemble(
-            envelope.source(),
-            envelope.event_type(),
-            time,
-            Vec::new(),
-            envelope.to_json_value(),
-            meta,
-        )
+        Self::assemble(envelope.source(), envelope.event_type(), time, Vec::new(), envelope.to_json_value(), meta)
     }
 
     /// The event a target receives for a PutEvents entry received at `received_at`.
@@ -94,10 +83,7 @@ impl DeliveredEvent {
         event.region = Some(meta.region.clone());
         event.resources = Some(resources);
         event.detail = detail;
-        Self {
-            event,
-            replay_name: meta.replay_name.clone(),
-        }
+        Self { event, replay_name: meta.replay_name.clone() }
     }
 
     /// The CloudEvent and its delivery. A `detail` holding a structured CloudEvent is that
@@ -106,35 +92,18 @@ impl DeliveredEvent {
     pub fn to_delivery(&self) -> Result<Delivery, EventBridgeError> {
         let event = &self.event;
         let meta = DeliveryMeta {
-            id: event
-                .id
-                .clone()
-                .ok_or(EventBridgeError::MissingField { field: "id" })?,
-            account: event
-                .account
-                .clone()
-                .ok_or(EventBridgeError::MissingField { field: "account" })?,
-            region: event
-                .region
-                .clone()
-                .ok_or(EventBridgeError::MissingField { field: "region" })?,
+            id: event.id.clone().ok_or(EventBridgeError::MissingField { field: "id" })?,
+            account: event.account.clone().ok_or(EventBridgeError::MissingField { field: "account" })?,
+            region: event.region.clone().ok_or(EventBridgeError::MissingField { field: "region" })?,
             replay_name: self.replay_name.clone(),
         };
         let Value::Object(detail) = &event.detail else {
-            return Err(EventBridgeError::DetailNotObject {
-                found: event.detail.clone(),
-            });
+            return Err(EventBridgeError::DetailNotObject { found: event.detail.clone() });
         };
         let envelope = if is_cloud_event(detail) {
             envelope_from_detail(detail.clone(), &event.source, &event.detail_type)?
         } else {
-            Envelope::from_foreign(
-                &meta.id,
-                &event.source,
-                &event.detail_type,
-                event.time,
-                event.detail.clone(),
-            )?
+            Envelope::from_foreign(&meta.id, &event.source, &event.detail_type, event.time, event.detail.clone())?
         };
         Ok(Delivery { envelope, meta })
     }
@@ -171,17 +140,7 @@ mod tests {
         let wire = serde_json::to_value(DeliveredEvent::from_envelope(&e, &meta(None))).unwrap();
         let mut keys: Vec<_> = wire.as_object().unwrap().keys().cloned().collect();
         keys.sort();
-        let expected = [
-            "account",
-            "detail",
-            "detail-type",
-            "id",
-            "region",
-            "resources",
-            "source",
-            "time",
-            "version",
-        ];
+        let expected = ["account", "detail", "detail-type", "id", "region", "resources", "source", "time", "version"];
         assert_eq!(keys, expected);
         assert_eq!(wire["version"], "0");
         assert_eq!(wire["detail"], e.to_json_value());
@@ -216,18 +175,9 @@ mod tests {
         let Delivery { envelope, meta } = delivered.to_delivery().unwrap();
         assert_eq!(envelope.id(), "7bf73129-1428-4cd3-a780-95db273d1602");
         assert_eq!(envelope.source(), "aws.ec2");
-        assert_eq!(
-            envelope.event_type(),
-            "EC2 Instance State-change Notification"
-        );
-        assert_eq!(
-            envelope.time().unwrap().to_rfc3339(),
-            "2015-11-11T21:29:54+00:00"
-        );
-        assert_eq!(
-            envelope.data(),
-            Some(&json!({"instance-id": "i-abcd1111", "state": "pending"}))
-        );
+        assert_eq!(envelope.event_type(), "EC2 Instance State-change Notification");
+        assert_eq!(envelope.time().unwrap().to_rfc3339(), "2015-11-11T21:29:54+00:00");
+        assert_eq!(envelope.data(), Some(&json!({"instance-id": "i-abcd1111", "state": "pending"})));
         assert_eq!(envelope.data_schema(), None);
         assert_eq!(meta.region, "us-east-1");
         assert_eq!(meta.replay_name, None);
@@ -238,14 +188,9 @@ mod tests {
         let mut entry = PutEventsEntry::from_envelope(&envelope());
         entry.time = None;
         entry.resources = vec!["arn:aws:s3:::bucket".into()];
-        let received = DateTime::parse_from_rfc3339("2024-11-29T10:15:00.750Z")
-            .unwrap()
-            .to_utc();
+        let received = DateTime::parse_from_rfc3339("2024-11-29T10:15:00.750Z").unwrap().to_utc();
         let delivered = DeliveredEvent::from_entry(&entry, &meta(None), received).unwrap();
-        assert_eq!(
-            delivered.event.time.unwrap().to_rfc3339(),
-            "2024-11-29T10:15:00+00:00"
-        );
+        assert_eq!(delivered.event.time.unwrap().to_rfc3339(), "2024-11-29T10:15:00+00:00");
         assert_eq!(delivered.event.resources, Some(entry.resources.clone()));
         entry.detail = "\"text\"".into();
         assert!(matches!(
@@ -258,14 +203,8 @@ mod tests {
     fn missing_delivery_fields_and_disagreeing_envelopes_are_refused() {
         let mut delivered = DeliveredEvent::from_envelope(&envelope(), &meta(None));
         delivered.event.detail_type = "SupportTriaged".into();
-        assert!(matches!(
-            delivered.to_delivery(),
-            Err(EventBridgeError::DetailTypeMismatch { .. })
-        ));
+        assert!(matches!(delivered.to_delivery(), Err(EventBridgeError::DetailTypeMismatch { .. })));
         delivered.event.account = None;
-        assert!(matches!(
-            delivered.to_delivery(),
-            Err(EventBridgeError::MissingField { field: "account" })
-        ));
+        assert!(matches!(delivered.to_delivery(), Err(EventBridgeError::MissingField { field: "account" })));
     }
 }

@@ -15,10 +15,7 @@ use crate::envelope::{Envelope, EnvelopeError};
 #[derive(Debug, thiserror::Error)]
 pub enum EventBridgeError {
     #[error("`Detail` is not json: {source}")]
-    DetailNotJson {
-        detail: String,
-        source: serde_json::Error,
-    },
+    DetailNotJson { detail: String, source: serde_json::Error },
     #[error("`detail` must be a json object, found {found}")]
     DetailNotObject { found: Value },
     #[error("the cloudevent under `detail` is invalid: {0}")]

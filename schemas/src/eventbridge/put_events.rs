@@ -17,11 +17,7 @@ pub struct PutEventsEntry {
     /// A JSON object, as a string.
     pub detail: String,
     /// EventBridge uses the time of the call when this is absent.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "time"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "time")]
     pub time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub resources: Vec<String>,
@@ -61,21 +57,19 @@ impl PutEventsEntry {
             Value::Object(detail) if is_cloud_event(&detail) => {
                 envelope_from_detail(detail, &self.source, &self.detail_type)
             }
-            Value::Object(_) => Err(EventBridgeError::InvalidCloudEvent(
-                crate::envelope::EnvelopeError::MissingAttribute {
+            Value::Object(_) => {
+                Err(EventBridgeError::InvalidCloudEvent(crate::envelope::EnvelopeError::MissingAttribute {
                     attribute: "specversion",
-                },
-            )),
+                }))
+            }
             other => Err(EventBridgeError::DetailNotObject { found: other }),
         }
     }
 
     /// `Detail` read as JSON; EventBridge refuses an entry whose `Detail` is not an object.
     pub fn detail_value(&self) -> Result<Value, EventBridgeError> {
-        serde_json::from_str(&self.detail).map_err(|source| EventBridgeError::DetailNotJson {
-            detail: self.detail.clone(),
-            source,
-        })
+        serde_json::from_str(&self.detail)
+            .map_err(|source| EventBridgeError::DetailNotJson { detail: self.detail.clone(), source })
     }
 
     /// The size EventBridge counts against its 256 KiB entry limit: 14 bytes for `Time`, and the
@@ -104,15 +98,11 @@ fn time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Ut
             let millis = (seconds * 1000.0).round();
             // The range check keeps the cast below from saturating silently.
             if !millis.is_finite() || millis.abs() > 8.0e15 {
-                return Err(serde::de::Error::custom(format!(
-                    "`Time` {seconds} is out of range"
-                )));
+                return Err(serde::de::Error::custom(format!("`Time` {seconds} is out of range")));
             }
             DateTime::from_timestamp_millis(millis as i64)
                 .map(Some)
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!("`Time` {seconds} is out of range"))
-                })
+                .ok_or_else(|| serde::de::Error::custom(format!("`Time` {seconds} is out of range")))
         }
     }
 }
@@ -163,26 +153,16 @@ mod tests {
     fn disagreeing_source_or_detail_type_is_refused() {
         let mut entry = PutEventsEntry::from_envelope(&envelope());
         entry.source = "agents.payments".into();
-        assert!(matches!(
-            entry.to_envelope(),
-            Err(EventBridgeError::SourceMismatch { .. })
-        ));
+        assert!(matches!(entry.to_envelope(), Err(EventBridgeError::SourceMismatch { .. })));
         let mut entry = PutEventsEntry::from_envelope(&envelope());
         entry.detail_type = "CaseEscalated".into();
-        assert!(matches!(
-            entry.to_envelope(),
-            Err(EventBridgeError::DetailTypeMismatch { .. })
-        ));
+        assert!(matches!(entry.to_envelope(), Err(EventBridgeError::DetailTypeMismatch { .. })));
     }
 
     #[test]
     fn detail_that_is_not_a_cloud_event_object_is_refused() {
         let mut entry = PutEventsEntry::from_envelope(&envelope());
-        for (detail, expect) in [
-            ("[1]", "must be a json object"),
-            ("{", "is not json"),
-            ("{}", "specversion"),
-        ] {
+        for (detail, expect) in [("[1]", "must be a json object"), ("{", "is not json"), ("{}", "specversion")] {
             entry.detail = detail.into();
             let message = entry.to_envelope().unwrap_err().to_string();
             assert!(message.contains(expect), "{detail}: {message}");
