@@ -185,3 +185,186 @@ fn hostile_events_get_errors_not_panics() {
     }
     assert_eq!(m.matches(b"{\"a\":1e99999}", &mut s).map(|r| r.len()), Ok(0), "an infinite number matches no range");
 }
+
+/// The reference semantics, by brute force: a leaf's trail is the (array, element) pairs of the
+/// container elements it lies in (a scalar inside an array takes its array's context).
+#[derive(Debug, Clone)]
+struct RefLeaf {
+    path: Vec<String>,
+    value: Value,
+    trail: Vec<(usize, usize)>,
+}
+
+fn ref_leaves(
+    v: &Value,
+    path: &mut Vec<String>,
+    trail: &mut Vec<(usize, usize)>,
+    next_array: &mut usize,
+    out: &mut Vec<RefLeaf>,
+) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                path.push(k.clone());
+                ref_leaves(x, path, trail, next_array, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            *next_array += 1;
+            let id = *next_array;
+            for (i, x) in items.iter().enumerate() {
+                let container = x.is_object() || x.is_array();
+                if container {
+                    trail.push((id, i));
+                }
+                ref_leaves(x, path, trail, next_array, out);
+                if container {
+                    trail.pop();
+                }
+            }
+        }
+        leaf => out.push(RefLeaf { path: path.clone(), value: leaf.clone(), trail: trail.clone() }),
+    }
+}
+
+fn consistent_pair(a: &[(usize, usize)], b: &[(usize, usize)]) -> bool {
+    a.iter().all(|(arr, i)| b.iter().all(|(arr2, j)| arr != arr2 || i == j))
+}
+
+/// Fields of one alternative: (path, allowed values or None for "exists", absent?)
+type RefField = (Vec<String>, Option<Vec<Value>>, bool);
+
+fn reference_match(event: &Value, fields: &[RefField]) -> bool {
+    let mut leaves = Vec::new();
+    ref_leaves(event, &mut Vec::new(), &mut Vec::new(), &mut 0, &mut leaves);
+    let positives: Vec<Vec<&RefLeaf>> = fields
+        .iter()
+        .filter(|f| !f.2)
+        .map(|(path, vals, _)| {
+            leaves.iter().filter(|l| &l.path == path && vals.as_ref().is_none_or(|vs| vs.contains(&l.value))).collect()
+        })
+        .collect();
+    let presence: Vec<&RefLeaf> =
+        fields.iter().filter(|f| f.2).flat_map(|(path, _, _)| leaves.iter().filter(move |l| &l.path == path)).collect();
+    fn search<'a>(i: usize, pos: &[Vec<&'a RefLeaf>], chosen: &mut Vec<&'a RefLeaf>, presence: &[&RefLeaf]) -> bool {
+        if i == pos.len() {
+            return presence.iter().all(|p| !chosen.iter().all(|c| consistent_pair(&p.trail, &c.trail)));
+        }
+        for cand in &pos[i] {
+            if chosen.iter().all(|c| consistent_pair(&c.trail, &cand.trail)) {
+                chosen.push(cand);
+                if search(i + 1, pos, chosen, presence) {
+                    return true;
+                }
+                chosen.pop();
+            }
+        }
+        false
+    }
+    search(0, &positives, &mut Vec::new(), &presence)
+}
+
+fn small_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![Just(json!("x")), Just(json!("y")), Just(json!(1)), Just(Value::Null)];
+    leaf.prop_recursive(3, 24, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[ab]", inner, 0..3).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn small_field() -> impl Strategy<Value = RefField> {
+    (
+        prop::collection::vec("[ab]", 1..4),
+        prop_oneof![
+            Just(None),
+            prop::collection::vec(
+                prop_oneof![Just(json!("x")), Just(json!("y")), Just(json!(1)), Just(Value::Null)],
+                1..3
+            )
+            .prop_map(Some)
+        ],
+        prop::bool::weighted(0.25),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn array_consistency_agrees_with_brute_force(
+        event in prop::collection::btree_map("[ab]", small_value(), 1..3),
+        fields in prop::collection::vec(small_field(), 1..4),
+        picks in prop::collection::vec((any::<bool>(), any::<prop::sample::Index>()), 4),
+    ) {
+        let event = Value::Object(event.into_iter().collect());
+        // Most fields take the path of one of the event's own leaves, so matches are common.
+        let mut leaves = Vec::new();
+        ref_leaves(&event, &mut Vec::new(), &mut Vec::new(), &mut 0, &mut leaves);
+        let fields: Vec<RefField> = fields
+            .into_iter()
+            .zip(&picks)
+            .map(|((path, vals, absent), (own, idx))| {
+                if *own && !leaves.is_empty() { (leaves[idx.index(leaves.len())].path.clone(), vals, absent) } else { (path, vals, absent) }
+            })
+            .collect();
+        // Keep fields whose paths are distinct and no prefix of another: each is its own leaf.
+        let mut kept: Vec<RefField> = Vec::new();
+        for f in fields {
+            if kept.iter().all(|k| { let n = k.0.len().min(f.0.len()); k.0[..n] != f.0[..n] }) {
+                kept.push(f);
+            }
+        }
+        let fields = kept;
+        let mut root = Map::new();
+        for (path, vals, absent) in &fields {
+            let m = if *absent {
+                json!({"exists": false})
+            } else {
+                match vals { None => json!({"exists": true}), Some(_) => Value::Null }
+            };
+            let ms: Vec<Value> = match (vals, *absent) {
+                (Some(vs), false) => vs.clone(),
+                _ => vec![m],
+            };
+            for x in ms {
+                insert_path(&mut root, path, x);
+            }
+        }
+        // Reread fields from the pattern actually built (insert_path may have merged some).
+        let pattern_text = Value::Object(root.clone()).to_string();
+        let pattern = Pattern::parse(&pattern_text).map_err(|e| TestCaseError::fail(format!("{pattern_text}: {e}")))?;
+        let mut built = Vec::new();
+        collect_fields(&Value::Object(root), &mut Vec::new(), &mut built);
+        let want = reference_match(&event, &built);
+        let event_text = event.to_string();
+        let got = Machine::single(&pattern).is_match(event_text.as_bytes(), &mut Scratch::new()).unwrap();
+        prop_assert_eq!(got, want, "pattern {} event {}", pattern_text, event_text);
+    }
+}
+
+/// The fields of a pattern built by `insert_path`, in reference form. A leaf mixing values with
+/// `exists` is not produced by the generator above.
+fn collect_fields(p: &Value, path: &mut Vec<String>, out: &mut Vec<RefField>) {
+    match p {
+        Value::Object(m) => {
+            for (k, v) in m {
+                path.push(k.clone());
+                collect_fields(v, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(ms) => {
+            if ms.contains(&json!({"exists": false})) {
+                out.push((path.clone(), None, true));
+            } else if ms.contains(&json!({"exists": true})) {
+                out.push((path.clone(), None, false));
+            } else {
+                out.push((path.clone(), Some(ms.clone()), false));
+            }
+        }
+        _ => {}
+    }
+}
