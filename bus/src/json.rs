@@ -208,27 +208,56 @@ pub fn members(text: &[u8]) -> Result<Vec<(String, Range<usize>)>, JsonError> {
         }
         i = ws(b, i + 1);
         let vstart = i;
-        let vend = match b.get(i) {
-            Some(b'"') => string(b, i + 1)?,
-            Some(b'{' | b'[') => skip::container(b, i + 1).map_err(|r| JsonError { offset: i, reason: r.into() })?,
-            Some(_) => {
-                let mut j = i;
-                while let Some(c) = b.get(j) {
-                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
-                        break;
-                    }
-                    j += 1;
-                }
-                j
-            }
-            None => return fail(i, "unexpected end of input"),
-        };
+        let vend = value_end(b, i)?;
         out.push((name, vstart..vend));
         i = ws(b, vend);
         match b.get(i) {
             Some(b',') => i = ws(b, i + 1),
             Some(b'}') => return Ok(out),
             _ => return fail(i, "expected ',' or '}'"),
+        }
+    }
+}
+
+/// The end of the value starting at `i` (skipped, not parsed).
+fn value_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
+    match b.get(i) {
+        Some(b'"') => string(b, i + 1),
+        Some(b'{' | b'[') => skip::container(b, i + 1).map_err(|r| JsonError { offset: i, reason: r.into() }),
+        Some(_) => {
+            let mut j = i;
+            while let Some(c) = b.get(j) {
+                if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                    break;
+                }
+                j += 1;
+            }
+            Ok(j)
+        }
+        None => fail(i, "unexpected end of input"),
+    }
+}
+
+/// The elements of a checked JSON array: the byte range of each.
+pub fn elements(text: &[u8]) -> Result<Vec<Range<usize>>, JsonError> {
+    let b = text;
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return fail(i, "expected a JSON array");
+    }
+    let mut out = Vec::new();
+    i = ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok(out);
+    }
+    loop {
+        let end = value_end(b, i)?;
+        out.push(i..end);
+        i = ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1),
+            Some(b']') => return Ok(out),
+            _ => return fail(i, "expected ',' or ']'"),
         }
     }
 }
@@ -279,5 +308,12 @@ mod tests {
         let m = members(t).unwrap();
         let got: Vec<(&str, &[u8])> = m.iter().map(|(k, r)| (k.as_str(), &t[r.clone()])).collect();
         assert_eq!(got, vec![("pattern", &br#"{"a":["x"]}"#[..]), ("event", br#"{"a":"x"}"#), ("n", b"5")]);
+    }
+
+    #[test]
+    fn splits_array_elements() {
+        let t = br#"[ 1e999 , {"a":[1]}, "x,y" ,[]]"#;
+        let got: Vec<&[u8]> = elements(t).unwrap().into_iter().map(|r| &t[r]).collect();
+        assert_eq!(got, vec![&b"1e999"[..], br#"{"a":[1]}"#, br#""x,y""#, b"[]"]);
     }
 }

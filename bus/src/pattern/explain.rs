@@ -4,10 +4,9 @@
 
 use std::fmt;
 
-use serde_json::Value;
-
 use super::compile::{Machine, RuleId};
 use super::{EventError, Pattern, Scratch};
+use crate::json;
 
 /// Why one alternative of a pattern did not match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +73,6 @@ impl Machine {
         if s.matched.contains(&rule) {
             return Ok(Explanation { matched: true, misses: Vec::new() });
         }
-        let doc: Option<Value> = serde_json::from_slice(event).ok();
         let pattern = self.rule_pattern(rule);
         let wants = pattern.alternatives_for_explain();
         let mut misses = Vec::new();
@@ -99,7 +97,7 @@ impl Machine {
                     hit
                 };
                 if !ok {
-                    miss = Some(Miss { path: path.clone(), wanted: wanted.clone(), found: found(doc.as_ref(), path) });
+                    miss = Some(Miss { path: path.clone(), wanted: wanted.clone(), found: found(event, path) });
                     break;
                 }
             }
@@ -113,10 +111,10 @@ impl Machine {
     }
 }
 
-/// The leaf values at a dotted path, arrays flattened, as the matcher sees them.
-fn found(doc: Option<&Value>, path: &str) -> String {
-    let Some(doc) = doc else { return "an unreadable event".to_owned() };
-    let mut cur: Vec<&Value> = vec![doc];
+/// The leaf values at a dotted path, arrays flattened, as the matcher sees them: read from the
+/// raw text, so they show exactly as the event wrote them (`1e999` included).
+fn found(event: &[u8], path: &str) -> String {
+    let mut cur: Vec<&[u8]> = vec![event];
     for seg in path.split('.') {
         let mut next = Vec::new();
         for v in cur {
@@ -131,31 +129,86 @@ fn found(doc: Option<&Value>, path: &str) -> String {
     if leaves.is_empty() {
         return "nothing".to_owned();
     }
-    let shown: Vec<String> = leaves.iter().take(8).map(|v| truncate(&v.to_string())).collect();
+    let shown: Vec<String> = leaves.iter().take(8).map(|v| truncate(&String::from_utf8_lossy(v))).collect();
     let more = if leaves.len() > 8 { format!(", … ({} values)", leaves.len()) } else { String::new() };
     format!("[{}{more}]", shown.join(","))
 }
 
-fn collect_key<'v>(v: &'v Value, key: &str, out: &mut Vec<&'v Value>) {
-    match v {
-        Value::Object(m) => {
-            if let Some(x) = m.get(key) {
-                out.push(x);
+fn trimmed(v: &[u8]) -> &[u8] {
+    v.trim_ascii()
+}
+
+fn collect_key<'v>(v: &'v [u8], key: &str, out: &mut Vec<&'v [u8]>) {
+    let v = trimmed(v);
+    match v.first() {
+        Some(b'{') => {
+            if let Ok(members) = json::members(v) {
+                out.extend(members.into_iter().filter(|(k, _)| k == key).map(|(_, r)| &v[r]));
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| collect_key(i, key, out)),
+        Some(b'[') => {
+            if let Ok(items) = json::elements(v) {
+                items.into_iter().for_each(|r| collect_key(&v[r], key, out));
+            }
+        }
         _ => {}
     }
 }
 
-fn flatten<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        Value::Object(_) => {}
-        leaf => out.push(leaf),
+fn flatten<'v>(v: &'v [u8], out: &mut Vec<&'v [u8]>) {
+    let v = trimmed(v);
+    match v.first() {
+        Some(b'[') => {
+            if let Ok(items) = json::elements(v) {
+                items.into_iter().for_each(|r| flatten(&v[r], out));
+            }
+        }
+        Some(b'{') | None => {}
+        Some(_) => out.push(v),
     }
 }
 
 fn truncate(s: &str) -> String {
     if s.chars().count() <= 80 { s.to_owned() } else { format!("{}…", s.chars().take(80).collect::<String>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn why(pattern: &str, event: &str) -> String {
+        Pattern::parse(pattern).unwrap().explain(event.as_bytes()).unwrap().to_string()
+    }
+
+    #[test]
+    fn names_the_field_the_operator_and_what_the_event_had() {
+        assert_eq!(
+            why(
+                r#"{"detail":{"data":{"issues":["duplicate_charge"]}}}"#,
+                r#"{"detail":{"data":{"issues":["missing_item"]}}}"#
+            ),
+            r#"detail.data.issues: wanted ["duplicate_charge"], the event has ["missing_item"]"#
+        );
+        assert_eq!(
+            why(r#"{"a":[{"prefix":"x"}]}"#, r#"{"b":1}"#),
+            r#"a: wanted [{"prefix":"x"}], the event has nothing"#
+        );
+        assert_eq!(
+            why(r#"{"a":[{"exists":false}]}"#, r#"{"a":[1,2]}"#),
+            r#"a: wanted {"exists":false}, the event has [1,2]"#
+        );
+        assert_eq!(why(r#"{"a":["x"]}"#, r#"{"a":"x"}"#), "matched");
+    }
+
+    #[test]
+    fn explains_each_alternative_and_array_consistency() {
+        assert_eq!(
+            why(r#"{"$or":[{"a":["1"]},{"b":[{"numeric":[">",5]}]}]}"#, r#"{"a":"2","b":5}"#),
+            r#"none of 2 alternatives matched: [1] a: wanted ["1"], the event has ["2"]; [2] b: wanted [{"numeric":[">",5]}], the event has [5]"#
+        );
+        assert_eq!(
+            why(r#"{"d":{"a":["1"],"b":["2"]}}"#, r#"{"d":[{"a":"1","b":"3"},{"a":"4","b":"2"}]}"#),
+            "d.a, d.b: wanted one array element to hold all these fields, the event has them only in different elements of the same array"
+        );
+    }
 }
