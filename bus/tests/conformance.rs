@@ -57,7 +57,10 @@ fn run_matches(file: &str) -> (usize, Vec<String>) {
     let mut scratch = Scratch::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let case: Value = serde_json::from_str(line).unwrap();
-        let id = case["id"].as_str().unwrap_or("?").to_owned();
+        let mut id = case["id"].as_str().unwrap_or("?").to_owned();
+        if let Some(q) = case["quirk"].as_str() {
+            id = format!("{id} [{q}]");
+        }
         let want = case["matches"].as_bool().expect("matches is a boolean");
         let pattern_text = raw_field(line, "pattern");
         let event_text = raw_field(line, "event");
