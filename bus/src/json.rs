@@ -262,6 +262,60 @@ pub fn elements(text: &[u8]) -> Result<Vec<Range<usize>>, JsonError> {
     }
 }
 
+/// Decodes a JSON string body with escapes into `out` as UTF-8.
+pub(crate) fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    out.clear();
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *raw.get(i + 1).ok_or("bad escape")?;
+        i += 2;
+        let ch = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = hex4(raw.get(i..i + 4))?;
+                i += 4;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    if raw.get(i..i + 2) != Some(b"\\u") {
+                        return Err("unpaired surrogate in a \\u escape");
+                    }
+                    let lo = hex4(raw.get(i + 2..i + 6))?;
+                    i += 6;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err("invalid low surrogate in a \\u escape");
+                    }
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                char::from_u32(cp).ok_or("invalid \\u escape")?
+            }
+            _ => return Err("invalid escape in a string"),
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    }
+    Ok(())
+}
+
+fn hex4(h: Option<&[u8]>) -> Result<u32, &'static str> {
+    let h = h.ok_or("truncated \\u escape")?;
+    let s = std::str::from_utf8(h).map_err(|_| "invalid \\u escape")?;
+    u32::from_str_radix(s, 16).map_err(|_| "invalid \\u escape")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,79 +260,30 @@ impl<'a> Reader<'a> {
             self.pos = i;
             return Err(self.malformed("unexpected end of input inside a string"));
         }
-        let mut out = String::from(&self.text[start..i]);
-        self.pos = i;
-        loop {
-            let Some(&c) = b.get(self.pos) else {
-                return Err(self.malformed("unexpected end of input inside a string"));
-            };
+        // Escapes: find the closing quote, then decode the whole body once.
+        while let Some(&c) = b.get(i) {
             match c {
-                b'"' => {
-                    self.pos += 1;
-                    return Ok(Cow::Owned(out));
+                b'"' => break,
+                b'\\' => i += 2,
+                0x00..=0x1f => {
+                    self.pos = i;
+                    return Err(self.malformed("control character in a string"));
                 }
-                b'\\' => {
-                    self.pos += 1;
-                    let ch = self.escape()?;
-                    out.push(ch);
-                }
-                0x00..=0x1f => return Err(self.malformed("control character in a string")),
-                _ => {
-                    // Copy one whole UTF-8 character.
-                    let ch = self.text[self.pos..].chars().next().unwrap_or('\u{fffd}');
-                    out.push(ch);
-                    self.pos += ch.len_utf8();
-                }
+                _ => i += 1,
             }
         }
-    }
-
-    fn escape(&mut self) -> Result<char, SyntaxError> {
-        let Some(&c) = self.bytes.get(self.pos) else {
-            return Err(self.malformed("unexpected end of input in an escape"));
-        };
-        self.pos += 1;
-        Ok(match c {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let hi = self.hex4()?;
-                if (0xD800..0xDC00).contains(&hi) {
-                    if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                        return Err(self.malformed("unpaired surrogate in a \\u escape"));
-                    }
-                    self.pos += 2;
-                    let lo = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return Err(self.malformed("invalid low surrogate in a \\u escape"));
-                    }
-                    let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                    char::from_u32(cp).ok_or_else(|| self.malformed("invalid \\u escape"))?
-                } else {
-                    char::from_u32(hi).ok_or_else(|| self.malformed("unpaired surrogate in a \\u escape"))?
-                }
-            }
-            _ => {
-                self.pos -= 1;
-                return Err(self.malformed(format!("invalid escape '\\{}'", c as char)));
-            }
-        })
-    }
-
-    fn hex4(&mut self) -> Result<u32, SyntaxError> {
-        let Some(h) = self.bytes.get(self.pos..self.pos + 4) else {
-            return Err(self.malformed("unexpected end of input in a \\u escape"));
-        };
-        let s = std::str::from_utf8(h).map_err(|_| self.malformed("invalid \\u escape"))?;
-        let v = u32::from_str_radix(s, 16).map_err(|_| self.malformed("invalid hex digits in a \\u escape"))?;
-        self.pos += 4;
-        Ok(v)
+        if i >= b.len() {
+            self.pos = b.len();
+            return Err(self.malformed("unexpected end of input inside a string"));
+        }
+        let mut out = Vec::with_capacity(i - start);
+        if let Err(reason) = crate::json::unescape(&b[start..i], &mut out) {
+            self.pos = start;
+            return Err(self.malformed(reason));
+        }
+        self.pos = i + 1;
+        // Decoding valid UTF-8 with JSON escapes yields valid UTF-8.
+        String::from_utf8(out).map(Cow::Owned).map_err(|_| self.malformed("invalid UTF-8 in a string"))
     }
 }
 

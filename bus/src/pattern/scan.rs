@@ -2,11 +2,12 @@
 //! paths are tested where they lie, everything else is skipped unparsed. Tests that pass fire
 //! targets into the scratch space; nothing is allocated once the scratch space is warm.
 
-use super::compile::{But, Kind, Leaf, Machine, NONE, Targets};
+use super::compile::{Affixes, But, Kind, Leaf, Machine, NONE, Targets};
 use super::fold;
 use super::number;
 use super::skip;
 use super::{EventError, Scratch};
+use crate::json::unescape;
 
 /// Events nest at most this deep on the paths a pattern follows (EventBridge: ~1,000-1,100).
 pub const MAX_EVENT_DEPTH: usize = 1100;
@@ -293,44 +294,16 @@ impl<'a> Scan<'a> {
         if let Some(t) = l.exact.get(v) {
             self.fire(t);
         }
-        for (n, map) in &l.prefix.0 {
-            if *n > v.len() {
-                break;
-            }
-            if let Some(t) = map.get(&v[..*n]) {
-                self.fire(t);
-            }
-        }
-        for (n, map) in &l.suffix.0 {
-            if *n > v.len() {
-                break;
-            }
-            if let Some(t) = map.get(&v[v.len() - n..]) {
-                self.fire(t);
-            }
-        }
+        self.affixes(&l.prefix, v, false);
+        self.affixes(&l.suffix, v, true);
         if l.needs_upper || l.buts.iter().any(|(b, _)| matches!(b, But::IgnoreCase(_))) {
             let mut up = std::mem::take(&mut self.s.upper_buf);
             fold::upper_into(v, &mut up);
             if let Some(t) = l.ic_exact.get(&up) {
                 self.fire(t);
             }
-            for (n, map) in &l.ic_prefix.0 {
-                if *n > up.len() {
-                    break;
-                }
-                if let Some(t) = map.get(&up[..*n]) {
-                    self.fire(t);
-                }
-            }
-            for (n, map) in &l.ic_suffix.0 {
-                if *n > up.len() {
-                    break;
-                }
-                if let Some(t) = map.get(&up[up.len() - n..]) {
-                    self.fire(t);
-                }
-            }
+            self.affixes(&l.ic_prefix, &up, false);
+            self.affixes(&l.ic_suffix, &up, true);
             for &(ref but, t) in &l.buts {
                 if let But::IgnoreCase(list) = but
                     && !list.iter().any(|x| x[..] == up[..])
@@ -365,6 +338,20 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Fires the prefixes (or suffixes, `from_end`) the value has: one lookup per length.
+    #[inline]
+    fn affixes(&mut self, a: &Affixes, v: &[u8], from_end: bool) {
+        for (n, map) in &a.0 {
+            if *n > v.len() {
+                break;
+            }
+            let part = if from_end { &v[v.len() - n..] } else { &v[..*n] };
+            if let Some(t) = map.get(part) {
+                self.fire(t);
+            }
+        }
+    }
+
     #[inline]
     fn fire(&mut self, t: Targets) {
         if t.len == 0 {
@@ -379,58 +366,4 @@ impl<'a> Scan<'a> {
             }
         }
     }
-}
-
-/// Decodes a JSON string body with escapes into `out` as UTF-8.
-pub(crate) fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
-    out.clear();
-    let mut i = 0;
-    while i < raw.len() {
-        let c = raw[i];
-        if c != b'\\' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        let e = *raw.get(i + 1).ok_or("bad escape")?;
-        i += 2;
-        let ch = match e {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let hi = hex4(raw.get(i..i + 4))?;
-                i += 4;
-                let cp = if (0xD800..0xDC00).contains(&hi) {
-                    if raw.get(i..i + 2) != Some(b"\\u") {
-                        return Err("unpaired surrogate in a \\u escape");
-                    }
-                    let lo = hex4(raw.get(i + 2..i + 6))?;
-                    i += 6;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return Err("invalid low surrogate in a \\u escape");
-                    }
-                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                } else {
-                    hi
-                };
-                char::from_u32(cp).ok_or("invalid \\u escape")?
-            }
-            _ => return Err("invalid escape in a string"),
-        };
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-    }
-    Ok(())
-}
-
-fn hex4(h: Option<&[u8]>) -> Result<u32, &'static str> {
-    let h = h.ok_or("truncated \\u escape")?;
-    let s = std::str::from_utf8(h).map_err(|_| "invalid \\u escape")?;
-    u32::from_str_radix(s, 16).map_err(|_| "invalid \\u escape")
 }
