@@ -287,20 +287,19 @@ pub(crate) fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str
             b'u' => {
                 let hi = hex4(raw.get(i..i + 4))?;
                 i += 4;
-                let cp = if (0xD800..0xDC00).contains(&hi) {
-                    if raw.get(i..i + 2) != Some(b"\\u") {
-                        return Err("unpaired surrogate in a \\u escape");
-                    }
-                    let lo = hex4(raw.get(i + 2..i + 6))?;
-                    i += 6;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return Err("invalid low surrogate in a \\u escape");
-                    }
-                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                // A lone surrogate is valid JSON text but no character: it reads as U+FFFD.
+                let lo = if (0xD800..0xDC00).contains(&hi) && raw.get(i..i + 2) == Some(b"\\u") {
+                    hex4(raw.get(i + 2..i + 6)).ok().filter(|lo| (0xDC00..0xE000).contains(lo))
                 } else {
-                    hi
+                    None
                 };
-                char::from_u32(cp).ok_or("invalid \\u escape")?
+                match lo {
+                    Some(lo) => {
+                        i += 6;
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).unwrap_or('\u{fffd}')
+                    }
+                    None => char::from_u32(hi).unwrap_or('\u{fffd}'),
+                }
             }
             _ => return Err("invalid escape in a string"),
         };

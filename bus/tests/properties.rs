@@ -368,3 +368,28 @@ fn collect_fields(p: &Value, path: &mut Vec<String>, out: &mut Vec<RefField>) {
         _ => {}
     }
 }
+
+#[test]
+fn lone_surrogates_read_as_the_replacement_character_on_both_sides() {
+    let m = machine(&[r#"{"k":["\ud800"]}"#, r#"{"k":[{"anything-but":"x"}]}"#]);
+    let mut s = Scratch::new();
+    let hits = m.matches(br#"{"\udc00":1,"k":"\ud800"}"#, &mut s).expect("valid JSON text is matched").to_vec();
+    assert_eq!(hits, vec![0, 1]);
+}
+
+#[test]
+fn many_alternatives_over_a_huge_array_keep_hits_bounded() {
+    // 1,000 alternatives share field `a`; 60,000 values of it in one array.
+    let alts = |k: &str| (0..10).map(|i| format!(r#"{{"{k}":[{i}]}}"#)).collect::<Vec<_>>().join(",");
+    let p = format!(
+        r#"{{"a":["x"],"p":{{"$or":[{}]}},"q":{{"$or":[{}]}},"r":{{"$or":[{}]}}}}"#,
+        alts("m"),
+        alts("n"),
+        alts("o")
+    );
+    let m = machine(&[&p]);
+    let event = format!(r#"{{"a":[{}],"p":{{"m":3}},"q":{{"n":4}},"r":{{"o":5}}}}"#, vec![r#""x""#; 60_000].join(","));
+    let mut s = Scratch::new();
+    assert_eq!(m.matches(event.as_bytes(), &mut s).unwrap(), &[0]);
+    assert!(s.hit_count() <= 4 * 1000, "one hit per target and context, got {}", s.hit_count());
+}

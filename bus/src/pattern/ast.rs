@@ -15,6 +15,9 @@ use super::wildcard::Wildcard;
 pub const MAX_PATTERN_CHARS: usize = 2048;
 /// EventBridge's limit on the combinations an `$or` may produce.
 pub const MAX_OR_COMBINATIONS: usize = 1000;
+/// Alternatives a pattern may expand to once fields that take "a value or absent"
+/// (`[…, {"exists": false}]`) are counted too: each doubles the `$or` combinations.
+pub const MAX_ALTERNATIVES: usize = 4096;
 /// Guard against wildcard patterns too complex to match fast: the `*` characters over all
 /// wildcard operands (plain and anything-but) of one field.
 pub const MAX_WILDCARDS_PER_FIELD: usize = 100;
@@ -113,9 +116,13 @@ impl Pattern {
             return Err(PatternError::NotAnObject(doc.kind()));
         };
         let root = object(&members, &mut Vec::new())?;
-        let count = combinations(&root);
+        let count = combinations(&root, false);
         if count > MAX_OR_COMBINATIONS {
             return Err(PatternError::TooManyCombinations { count, limit: MAX_OR_COMBINATIONS });
+        }
+        let count = combinations(&root, true);
+        if count > MAX_ALTERNATIVES {
+            return Err(PatternError::TooManyAlternatives { count, limit: MAX_ALTERNATIVES });
         }
         Ok(Pattern { text: text.to_owned(), root })
     }
@@ -127,7 +134,7 @@ impl Pattern {
 
     /// How many alternatives (`$or` combinations) the pattern stands for.
     pub fn combinations(&self) -> usize {
-        combinations(&self.root)
+        combinations(&self.root, false)
     }
 }
 
@@ -138,15 +145,20 @@ impl std::str::FromStr for Pattern {
     }
 }
 
-fn combinations(o: &Obj) -> usize {
+/// `$or` combinations; with `either`, also the doubling by value-or-absent fields.
+fn combinations(o: &Obj, either: bool) -> usize {
     let mut n: usize = 1;
     for f in &o.fields {
-        if let FieldValue::Obj(inner) = &f.value {
-            n = n.saturating_mul(combinations(inner));
+        match &f.value {
+            FieldValue::Obj(inner) => n = n.saturating_mul(combinations(inner, either)),
+            FieldValue::Leaf(ms) if either && ms.len() > 1 && ms.contains(&Matcher::Exists(false)) => {
+                n = n.saturating_mul(2);
+            }
+            FieldValue::Leaf(_) => {}
         }
     }
     for alts in &o.ors {
-        let sum = alts.iter().fold(0usize, |acc, a| acc.saturating_add(combinations(a)));
+        let sum = alts.iter().fold(0usize, |acc, a| acc.saturating_add(combinations(a, either)));
         n = n.saturating_mul(sum);
     }
     n
@@ -456,6 +468,16 @@ fn strings(items: &[Json<'_>], path: &[String], op: &str) -> Result<Vec<String>,
         .collect()
 }
 
+/// A number as pattern JSON, compactly: `1e300`, not 301 digits.
+struct Num(f64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self.0.abs();
+        if a != 0.0 && !(1e-6..1e16).contains(&a) { write!(f, "{:e}", self.0) } else { write!(f, "{}", self.0) }
+    }
+}
+
 impl fmt::Display for Matcher {
     /// Renders the matcher back as pattern JSON, for explanations.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -463,7 +485,7 @@ impl fmt::Display for Matcher {
         let list = |v: &[String]| format!("[{}]", v.iter().map(|s| q(s)).collect::<Vec<_>>().join(","));
         match self {
             Matcher::Exact(Exact::String(s)) => write!(f, "{}", q(s)),
-            Matcher::Exact(Exact::Number(n)) => write!(f, "{n}"),
+            Matcher::Exact(Exact::Number(n)) => write!(f, "{}", Num(*n)),
             Matcher::Exact(Exact::Bool(b)) => write!(f, "{b}"),
             Matcher::Exact(Exact::Null) => write!(f, "null"),
             Matcher::Prefix { text, ignore_case: false } => write!(f, "{{\"prefix\":{}}}", q(text)),
@@ -481,13 +503,13 @@ impl fmt::Display for Matcher {
             Matcher::Numeric(r) => {
                 let mut parts = Vec::new();
                 match (r.lo, r.hi) {
-                    (Some(lo), Some(hi)) if lo == hi => parts.push(format!("\"=\",{}", lo.0)),
+                    (Some(lo), Some(hi)) if lo == hi => parts.push(format!("\"=\",{}", Num(lo.0))),
                     _ => {
                         if let Some((v, inc)) = r.lo {
-                            parts.push(format!("\"{}\",{v}", if inc { ">=" } else { ">" }));
+                            parts.push(format!("\"{}\",{}", if inc { ">=" } else { ">" }, Num(v)));
                         }
                         if let Some((v, inc)) = r.hi {
-                            parts.push(format!("\"{}\",{v}", if inc { "<=" } else { "<" }));
+                            parts.push(format!("\"{}\",{}", if inc { "<=" } else { "<" }, Num(v)));
                         }
                     }
                 }
@@ -496,7 +518,11 @@ impl fmt::Display for Matcher {
             Matcher::AnythingBut(ab) => match ab {
                 AnythingBut::Strings(v) => write!(f, "{{\"anything-but\":{}}}", list(v)),
                 AnythingBut::Numbers(v) => {
-                    write!(f, "{{\"anything-but\":[{}]}}", v.iter().map(f64::to_string).collect::<Vec<_>>().join(","))
+                    write!(
+                        f,
+                        "{{\"anything-but\":[{}]}}",
+                        v.iter().map(|n| Num(*n).to_string()).collect::<Vec<_>>().join(",")
+                    )
                 }
                 AnythingBut::Prefix(v) => write!(f, "{{\"anything-but\":{{\"prefix\":{}}}}}", list(v)),
                 AnythingBut::Suffix(v) => write!(f, "{{\"anything-but\":{{\"suffix\":{}}}}}", list(v)),
@@ -552,6 +578,9 @@ mod tests {
             alts("c", 10)
         );
         assert!(matches!(Pattern::parse(&many), Err(PatternError::TooManyCombinations { count: 1100, .. })));
+        let either: Vec<String> = (0..13).map(|i| format!("\"f{i}\":[1,{{\"exists\":false}}]")).collect();
+        let either = format!("{{{}}}", either.join(","));
+        assert!(matches!(Pattern::parse(&either), Err(PatternError::TooManyAlternatives { count: 8192, .. })));
         let stars = format!("{{\"a\":[{{\"wildcard\":\"{}\"}}]}}", "x*".repeat(101));
         assert!(matches!(Pattern::parse(&stars), Err(PatternError::TooComplex { .. })));
     }

@@ -248,9 +248,9 @@ fn expand<'p>(obj: &'p Obj, prefix: &[&'p str]) -> Vec<Vec<Want<'p>>> {
 }
 
 impl Pattern {
-    /// Each alternative's fields as (path, wanted, absent), in the order the machine numbers
-    /// them: positive fields first, then absent ones.
-    pub(crate) fn alternatives_for_explain(&self) -> Vec<Vec<(String, String, bool)>> {
+    /// Each alternative's fields as (path segments, wanted, absent), in the order the machine
+    /// numbers them: positive fields first, then absent ones.
+    pub(crate) fn alternatives_for_explain(&self) -> Vec<Vec<(Vec<String>, String, bool)>> {
         expand(&self.root, &[])
             .into_iter()
             .map(|alt| {
@@ -263,7 +263,7 @@ impl Pattern {
                         } else {
                             format!("[{}]", w.tests.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","))
                         };
-                        (w.path.join("."), wanted, w.absent)
+                        (w.path.iter().map(|p| p.to_string()).collect(), wanted, w.absent)
                     })
                     .collect()
             })

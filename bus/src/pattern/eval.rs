@@ -5,9 +5,8 @@
 //!
 //! Contexts form a tree: one node per container element of an array, under the context the
 //! array lies in. A choice of hits is consistent when, for every array, all chosen hits inside
-//! it lie in one element. Bottom-up over the contexts, each node gets the sets of fields that a
-//! consistent choice within it can cover (kept as an antichain of bit masks), which is linear in
-//! the hits rather than a search over their combinations.
+//! it lie in one element. Top-down then bottom-up over the contexts of the hits, each node gets
+//! the fields it covers when chosen: linear in the hits, never a search over their combinations.
 
 use rustc_hash::FxHashMap;
 
@@ -37,27 +36,28 @@ impl Mask {
     pub fn covers(self, o: Mask) -> bool {
         (0..4).all(|i| self.0[i] & o.0[i] == o.0[i])
     }
+    pub fn minus(self, o: Mask) -> Mask {
+        Mask([self.0[0] & !o.0[0], self.0[1] & !o.0[1], self.0[2] & !o.0[2], self.0[3] & !o.0[3]])
+    }
     pub fn is_empty(self) -> bool {
         self.0 == [0; 4]
     }
 }
 
-/// Adds `m` to an antichain of masks, dropping masks it covers.
-fn insert(set: &mut Vec<Mask>, m: Mask) {
-    if set.iter().any(|x| x.covers(m)) {
-        return;
-    }
-    set.retain(|x| !m.covers(*x));
-    set.push(m);
-}
-
 #[derive(Default)]
 struct NodeState {
+    parent: u32,
     direct: Mask,
     direct_presence: bool,
-    /// Per array directly under this node: the masks its elements can give, and whether any
-    /// element holds a value of a field that must be absent.
-    groups: FxHashMap<u32, (Vec<Mask>, bool)>,
+    /// Fields hit directly here or at an ancestor: covered whenever this node is chosen.
+    free: Mask,
+    /// Per array directly under this node, its elements (context ids).
+    groups: FxHashMap<u32, Vec<u32>>,
+    /// Fields hit anywhere in the subtree, and whether a field that must be absent is.
+    seen: Mask,
+    presence: bool,
+    /// Fields this node covers when chosen; `None` when choosing it exposes an absent field.
+    cover: Option<Mask>,
 }
 
 /// Whether alternative `branch` holds, given its hits in the scratch space.
@@ -87,16 +87,20 @@ pub(crate) fn branch_holds(s: &Scratch, branch: u32, positives: u16) -> bool {
     consistent(s, branch, full)
 }
 
+/// The consistency pass. A field's key path passes through exactly one of the arrays directly
+/// under a node, so sibling arrays hold disjoint fields, and the fields an array holds can be
+/// covered nowhere else once the node is chosen (except those already hit at the node or
+/// above). Each array therefore either supplies all its fields through one element or fails
+/// to, and one mask per node suffices: linear in the hits.
 fn consistent(s: &Scratch, branch: u32, full: Mask) -> bool {
     let mut nodes: FxHashMap<u32, NodeState> = FxHashMap::default();
     let mut i = s.branch_head[branch as usize];
     while i != u32::MAX {
         let h = &s.hits[i as usize];
-        // Make sure the hit's context and all its ancestors have a state.
         let mut c = h.ctx;
         loop {
             let fresh = !nodes.contains_key(&c);
-            nodes.entry(c).or_default();
+            nodes.entry(c).or_default().parent = s.ctxs[c as usize].parent;
             if !fresh || c == 0 {
                 break;
             }
@@ -110,49 +114,48 @@ fn consistent(s: &Scratch, branch: u32, full: Mask) -> bool {
         }
         i = h.next;
     }
-    // Children were created after their parents, so higher ids first is bottom-up.
+    // Parents were created before their children: ascending ids is top-down.
     let mut order: Vec<u32> = nodes.keys().copied().collect();
-    order.sort_unstable_by(|a, b| b.cmp(a));
-    for id in order {
-        let Some(st) = nodes.remove(&id) else { continue };
-        let mut subtree_presence = st.direct_presence;
-        let mut achievable: Vec<Mask> = Vec::new();
-        if !st.direct_presence {
-            achievable.push(st.direct);
-            for (options, presence) in st.groups.values() {
-                subtree_presence |= *presence;
-                let mut opts = options.clone();
-                if !presence {
-                    // Leaving the array untouched is allowed only if nothing absent hides in it.
-                    insert(&mut opts, Mask::default());
-                }
-                let mut next = Vec::new();
-                for a in &achievable {
-                    for o in &opts {
-                        insert(&mut next, a.or(*o));
-                    }
-                }
-                achievable = next;
-                if achievable.is_empty() {
-                    break;
-                }
-            }
-        } else {
-            subtree_presence = true;
-        }
+    order.sort_unstable();
+    for &id in &order {
         if id == 0 {
-            return achievable.iter().any(|m| m.covers(full));
+            let st = nodes.get_mut(&0).expect("root");
+            st.free = st.direct;
+            continue;
         }
-        let ctx = s.ctxs[id as usize];
-        let parent = nodes.entry(ctx.parent).or_default();
-        let group = parent.groups.entry(ctx.array).or_default();
-        group.1 |= subtree_presence;
-        for m in achievable {
-            // An element chosen for no field leaves the array untouched; that case is above.
-            if !m.is_empty() {
-                insert(&mut group.0, m);
-            }
-        }
+        let parent = nodes[&id].parent;
+        let parent_free = nodes[&parent].free;
+        let array = s.ctxs[id as usize].array;
+        nodes.get_mut(&parent).expect("parent").groups.entry(array).or_default().push(id);
+        let st = nodes.get_mut(&id).expect("node");
+        st.free = parent_free.or(st.direct);
     }
-    false
+    for &id in order.iter().rev() {
+        let st = &nodes[&id];
+        let (free, mut seen, mut presence) = (st.free, st.direct, st.direct_presence);
+        let mut cover = if st.direct_presence { None } else { Some(st.direct) };
+        for elements in st.groups.values() {
+            let (mut g_seen, mut g_presence) = (Mask::default(), false);
+            for e in elements {
+                g_seen = g_seen.or(nodes[e].seen);
+                g_presence |= nodes[e].presence;
+            }
+            seen = seen.or(g_seen);
+            presence |= g_presence;
+            let need = g_seen.minus(free);
+            // Choosing an element with a value touches the array, hiding its other elements.
+            let supplied =
+                elements.iter().any(|e| matches!(nodes[e].cover, Some(m) if !m.is_empty() && m.covers(need)));
+            cover = match cover {
+                None => None,
+                Some(_) if need.is_empty() && g_presence && !supplied => None,
+                Some(m) if supplied => Some(m.or(need)),
+                // The array cannot supply its fields: this node stays short of them.
+                Some(m) => Some(m),
+            };
+        }
+        let st = nodes.get_mut(&id).expect("node");
+        (st.seen, st.presence, st.cover) = (seen, presence, cover);
+    }
+    matches!(nodes[&0].cover, Some(m) if m.covers(full))
 }

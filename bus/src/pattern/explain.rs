@@ -97,12 +97,12 @@ impl Machine {
                     hit
                 };
                 if !ok {
-                    miss = Some(Miss { path: path.clone(), wanted: wanted.clone(), found: found(event, path) });
+                    miss = Some(Miss { path: path.join("."), wanted: wanted.clone(), found: found(event, path) });
                     break;
                 }
             }
             misses.push(miss.unwrap_or_else(|| Miss {
-                path: fields.iter().map(|(p, _, _)| p.as_str()).collect::<Vec<_>>().join(", "),
+                path: fields.iter().map(|(p, _, _)| p.join(".")).collect::<Vec<_>>().join(", "),
                 wanted: "one array element to hold all these fields".to_owned(),
                 found: "them only in different elements of the same array".to_owned(),
             }));
@@ -113,9 +113,9 @@ impl Machine {
 
 /// The leaf values at a dotted path, arrays flattened, as the matcher sees them: read from the
 /// raw text, so they show exactly as the event wrote them (`1e999` included).
-fn found(event: &[u8], path: &str) -> String {
+fn found(event: &[u8], path: &[String]) -> String {
     let mut cur: Vec<&[u8]> = vec![event];
-    for seg in path.split('.') {
+    for seg in path {
         let mut next = Vec::new();
         for v in cur {
             collect_key(v, seg, &mut next);
@@ -198,6 +198,8 @@ mod tests {
             r#"a: wanted {"exists":false}, the event has [1,2]"#
         );
         assert_eq!(why(r#"{"a":["x"]}"#, r#"{"a":"x"}"#), "matched");
+        assert_eq!(why(r#"{"a.b":["x"]}"#, r#"{"a.b":"y"}"#), r#"a.b: wanted ["x"], the event has ["y"]"#);
+        assert_eq!(why(r#"{"a":[1e300]}"#, r#"{"a":2}"#), r#"a: wanted [1e300], the event has [2]"#);
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod scan;
 pub(crate) mod skip;
 mod wildcard;
 
-pub use ast::{MAX_OR_COMBINATIONS, MAX_PATTERN_CHARS, MAX_WILDCARDS_PER_FIELD, Pattern};
+pub use ast::{MAX_ALTERNATIVES, MAX_OR_COMBINATIONS, MAX_PATTERN_CHARS, MAX_WILDCARDS_PER_FIELD, Pattern};
 pub use compile::{Machine, MachineBuilder, RuleId};
 pub use explain::Explanation;
 pub use json::SyntaxError;
@@ -33,6 +33,10 @@ pub enum PatternError {
     Invalid { path: String, reason: String },
     #[error("$or produces {count} combinations; the limit is {limit}")]
     TooManyCombinations { count: usize, limit: usize },
+    #[error(
+        "pattern expands to {count} alternatives (each field that takes a value or absence doubles its $or combinations); the limit is {limit}"
+    )]
+    TooManyAlternatives { count: usize, limit: usize },
     #[error("at {path}: wildcard pattern too complex: {stars} '*' on one field; the limit is {limit}")]
     TooComplex { path: String, stars: usize, limit: usize },
 }
@@ -73,6 +77,9 @@ pub struct Scratch {
     branch_gen: Vec<u32>,
     pub(crate) branch_head: Vec<u32>,
     touched: Vec<u32>,
+    /// Per target: the generation and context it last fired in. A target firing again in the
+    /// same context adds nothing, so hits stay bounded by targets × contexts, not by values.
+    target_seen: Vec<(u32, u32)>,
     pub(crate) key_buf: Vec<u8>,
     pub(crate) value_buf: Vec<u8>,
     pub(crate) upper_buf: Vec<u8>,
@@ -91,11 +98,15 @@ impl Scratch {
             self.branch_gen.resize(m.branches.len(), 0);
             self.branch_head.resize(m.branches.len(), u32::MAX);
         }
+        if self.target_seen.len() < m.targets.len() {
+            self.target_seen.resize(m.targets.len(), (0, 0));
+        }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             // Stamps from 2^32 events ago could collide: start over.
             self.rule_gen.iter_mut().for_each(|g| *g = 0);
             self.branch_gen.iter_mut().for_each(|g| *g = 0);
+            self.target_seen.iter_mut().for_each(|g| *g = (0, 0));
             self.generation = 1;
         }
         self.matched.clear();
@@ -116,7 +127,12 @@ impl Scratch {
     }
 
     #[inline]
-    pub(crate) fn hit(&mut self, branch: u32, field: u16, presence: bool, ctx: u32) {
+    pub(crate) fn hit(&mut self, target: u32, branch: u32, field: u16, presence: bool, ctx: u32) {
+        let seen = &mut self.target_seen[target as usize];
+        if *seen == (self.generation, ctx) {
+            return;
+        }
+        *seen = (self.generation, ctx);
         self.hits.push(Hit { branch, field, presence, ctx, next: u32::MAX });
     }
 
@@ -124,6 +140,11 @@ impl Scratch {
     pub(crate) fn new_ctx(&mut self, parent: u32, array: u32) -> u32 {
         self.ctxs.push(Ctx { parent, array });
         (self.ctxs.len() - 1) as u32
+    }
+
+    /// Field hits recorded for the last event (for tests and diagnostics).
+    pub fn hit_count(&self) -> usize {
+        self.hits.len()
     }
 
     fn is_matched(&self, rule: u32) -> bool {

@@ -80,12 +80,9 @@ impl<'a> Scan<'a> {
             let key = &self.b[start..end - 1];
             let child = if escaped {
                 let mut buf = std::mem::take(&mut self.s.key_buf);
-                let c = match unescape(key, &mut buf) {
-                    Ok(()) => self.m.nodes[node as usize].child(&buf),
-                    Err(r) => return Err(self.err(r)),
-                };
+                let c = unescape(key, &mut buf).map(|()| self.m.nodes[node as usize].child(&buf));
                 self.s.key_buf = buf;
-                c
+                c.map_err(|r| self.err(r))?
             } else {
                 self.m.nodes[node as usize].child(key)
             };
@@ -357,12 +354,13 @@ impl<'a> Scan<'a> {
         if t.len == 0 {
             return;
         }
-        let targets = &self.m.targets[t.start as usize..(t.start + t.len) as usize];
-        for t in targets {
+        let start = t.start as usize;
+        let targets = &self.m.targets[start..start + t.len as usize];
+        for (k, t) in targets.iter().enumerate() {
             if t.kind == Kind::Simple {
                 self.s.matched_rule(t.rule);
             } else {
-                self.s.hit(t.branch, t.field, t.kind == Kind::Presence, self.ctx);
+                self.s.hit((start + k) as u32, t.branch, t.field, t.kind == Kind::Presence, self.ctx);
             }
         }
     }
