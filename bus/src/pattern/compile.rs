@@ -78,30 +78,37 @@ impl Node {
 const SMALL: usize = 8;
 
 /// Exact byte strings to targets: a short list compared directly, or a hash map.
-pub(crate) enum ByteMap {
-    Small(Vec<(Box<[u8]>, Targets)>),
-    Hashed(FxHashMap<Box<[u8]>, Targets>),
+pub(crate) enum ByteMap<V = Targets> {
+    Small(Vec<(Box<[u8]>, V)>),
+    Hashed(FxHashMap<Box<[u8]>, V>),
 }
 
-impl ByteMap {
+impl<V> ByteMap<V> {
     #[inline]
-    pub fn get(&self, k: &[u8]) -> Option<Targets> {
+    pub fn get(&self, k: &[u8]) -> Option<&V> {
         match self {
-            ByteMap::Small(v) => v.iter().find(|(x, _)| x.len() == k.len() && &x[..] == k).map(|&(_, t)| t),
-            ByteMap::Hashed(m) => m.get(k).copied(),
+            ByteMap::Small(v) => v.iter().find(|(x, _)| x.len() == k.len() && &x[..] == k).map(|(_, t)| t),
+            ByteMap::Hashed(m) => m.get(k),
         }
+    }
+
+    fn new(v: Vec<(Box<[u8]>, V)>) -> Self {
+        if v.len() <= SMALL { ByteMap::Small(v) } else { ByteMap::Hashed(v.into_iter().collect()) }
     }
 }
 
 /// Prefixes (or suffixes) grouped by length, so a value needs one lookup per distinct length.
-pub(crate) struct Affixes(pub Vec<(usize, ByteMap)>);
+pub(crate) struct Affixes<V = Targets>(pub Vec<(usize, ByteMap<V>)>);
+
+/// Case-insensitive operands under their upper-cased form, each with its exact check.
+pub(crate) type Caseless = Vec<(fold::Caseless, Targets)>;
 
 pub(crate) enum But {
     Strings(ByteMap),
     Numbers(Vec<u64>),
     Prefix(Vec<Box<[u8]>>),
     Suffix(Vec<Box<[u8]>>),
-    IgnoreCase(Vec<Box<[u8]>>),
+    IgnoreCase(Vec<fold::Caseless>),
     Wildcard(Vec<Wildcard>),
 }
 
@@ -113,9 +120,11 @@ pub(crate) struct Leaf {
     pub literals: [Targets; 3],
     pub prefix: Affixes,
     pub suffix: Affixes,
-    pub ic_exact: ByteMap,
-    pub ic_prefix: Affixes,
-    pub ic_suffix: Affixes,
+    pub ic_exact: ByteMap<Caseless>,
+    pub ic_prefix: Affixes<Caseless>,
+    pub ic_suffix: Affixes<Caseless>,
+    /// The rare case-insensitive operands the upper-cased hash cannot find (e.g. with `İ`).
+    pub ic_other: Vec<(fold::Caseless, fold::Anchor, Targets)>,
     pub wildcards: Vec<(Wildcard, Targets)>,
     pub ranges: Vec<(Range, Targets)>,
     pub cidrs: Vec<(Cidr, Targets)>,
@@ -293,9 +302,9 @@ struct LeafB {
     literals: [Vec<Target>; 3],
     prefix: Keyed<Box<[u8]>>,
     suffix: Keyed<Box<[u8]>>,
-    ic_exact: Keyed<Box<[u8]>>,
-    ic_prefix: Keyed<Box<[u8]>>,
-    ic_suffix: Keyed<Box<[u8]>>,
+    ic_exact: Keyed<String>,
+    ic_prefix: Keyed<String>,
+    ic_suffix: Keyed<String>,
     wildcards: Vec<(Wildcard, Vec<Target>)>,
     ranges: Vec<(Range, Vec<Target>)>,
     cidrs: Vec<(Cidr, Vec<Target>)>,
@@ -380,9 +389,9 @@ impl Compiler {
             Matcher::Exact(Exact::Null) => l.literals[2].push(t),
             Matcher::Prefix { text, ignore_case: false } => l.prefix.entry(text.as_bytes().into()).or_default().push(t),
             Matcher::Suffix { text, ignore_case: false } => l.suffix.entry(text.as_bytes().into()).or_default().push(t),
-            Matcher::Prefix { text, ignore_case: true } => l.ic_prefix.entry(fold::upper(text)).or_default().push(t),
-            Matcher::Suffix { text, ignore_case: true } => l.ic_suffix.entry(fold::upper(text)).or_default().push(t),
-            Matcher::EqualsIgnoreCase(s) => l.ic_exact.entry(fold::upper(s)).or_default().push(t),
+            Matcher::Prefix { text, ignore_case: true } => l.ic_prefix.entry(text.clone()).or_default().push(t),
+            Matcher::Suffix { text, ignore_case: true } => l.ic_suffix.entry(text.clone()).or_default().push(t),
+            Matcher::EqualsIgnoreCase(s) => l.ic_exact.entry(s.clone()).or_default().push(t),
             Matcher::Wildcard(w) => slot(&mut l.wildcards, w.clone()).push(t),
             Matcher::Numeric(r) => slot(&mut l.ranges, *r).push(t),
             Matcher::Cidr(c) => slot(&mut l.cidrs, c.clone()).push(t),
@@ -393,7 +402,7 @@ impl Compiler {
                     AnythingBut::Numbers(v) => But::Numbers(v.iter().map(|n| number::key(*n)).collect()),
                     AnythingBut::Prefix(v) => But::Prefix(v.iter().map(|s| s.as_bytes().into()).collect()),
                     AnythingBut::Suffix(v) => But::Suffix(v.iter().map(|s| s.as_bytes().into()).collect()),
-                    AnythingBut::IgnoreCase(v) => But::IgnoreCase(v.iter().map(|s| fold::upper(s)).collect()),
+                    AnythingBut::IgnoreCase(v) => But::IgnoreCase(v.iter().map(|s| fold::Caseless::new(s)).collect()),
                     AnythingBut::Wildcard(v) => But::Wildcard(v.clone()),
                 };
                 l.buts.push((but, vec![t]));
@@ -424,8 +433,7 @@ impl Compiler {
 }
 
 fn byte_set(keys: impl Iterator<Item = Box<[u8]>>) -> ByteMap {
-    let v: Vec<(Box<[u8]>, Targets)> = keys.map(|k| (k, Targets::default())).collect();
-    if v.len() <= SMALL { ByteMap::Small(v) } else { ByteMap::Hashed(v.into_iter().collect()) }
+    ByteMap::new(keys.map(|k| (k, Targets::default())).collect())
 }
 
 fn push(targets: &mut Vec<Target>, list: Vec<Target>) -> Targets {
@@ -436,8 +444,32 @@ fn push(targets: &mut Vec<Target>, list: Vec<Target>) -> Targets {
 }
 
 fn byte_map(targets: &mut Vec<Target>, list: Keyed<Box<[u8]>>) -> ByteMap {
-    let v: Vec<(Box<[u8]>, Targets)> = list.into_iter().map(|(k, ts)| (k, push(targets, ts))).collect();
-    if v.len() <= SMALL { ByteMap::Small(v) } else { ByteMap::Hashed(v.into_iter().collect()) }
+    ByteMap::new(list.into_iter().map(|(k, ts)| (k, push(targets, ts))).collect())
+}
+
+/// Case-insensitive operands grouped by their upper-cased form (or by the length of that form,
+/// for prefixes and suffixes); those the upper-cased hash cannot find go to `other`.
+fn caseless(
+    targets: &mut Vec<Target>,
+    list: Keyed<String>,
+    anchor: fold::Anchor,
+    other: &mut Vec<(fold::Caseless, fold::Anchor, Targets)>,
+) -> Vec<(usize, ByteMap<Caseless>)> {
+    let mut by_len: FxHashMap<usize, FxHashMap<Box<[u8]>, Caseless>> = FxHashMap::default();
+    for (text, ts) in list {
+        let c = fold::Caseless::new(&text);
+        let t = push(targets, ts);
+        if !c.filterable() {
+            other.push((c, anchor, t));
+            continue;
+        }
+        let key = fold::upper(&text);
+        by_len.entry(key.len()).or_default().entry(key).or_default().push((c, t));
+    }
+    let mut groups: Vec<(usize, ByteMap<Caseless>)> =
+        by_len.into_iter().map(|(n, g)| (n, ByteMap::new(g.into_iter().collect()))).collect();
+    groups.sort_by_key(|(n, _)| *n);
+    groups
 }
 
 fn affixes(targets: &mut Vec<Target>, list: Keyed<Box<[u8]>>) -> Affixes {
@@ -452,7 +484,10 @@ fn affixes(targets: &mut Vec<Target>, list: Keyed<Box<[u8]>>) -> Affixes {
 
 impl LeafB {
     fn finish(self, targets: &mut Vec<Target>) -> Leaf {
-        let needs_upper = !self.ic_exact.is_empty() || !self.ic_prefix.is_empty() || !self.ic_suffix.is_empty();
+        let needs_upper = !self.ic_exact.is_empty()
+            || !self.ic_prefix.is_empty()
+            || !self.ic_suffix.is_empty()
+            || self.buts.iter().any(|(b, _)| matches!(b, But::IgnoreCase(_)));
         let needs_number = !self.numbers.is_empty() || !self.ranges.is_empty();
         let has_string_tests = !self.exact.is_empty()
             || !self.prefix.is_empty()
@@ -461,15 +496,28 @@ impl LeafB {
             || !self.wildcards.is_empty()
             || !self.cidrs.is_empty();
         let [t, f, n] = self.literals;
+        let mut ic_other = Vec::new();
         Leaf {
             exact: byte_map(targets, self.exact),
             numbers: self.numbers.into_iter().map(|(k, ts)| (k, push(targets, ts))).collect(),
             literals: [push(targets, t), push(targets, f), push(targets, n)],
             prefix: affixes(targets, self.prefix),
             suffix: affixes(targets, self.suffix),
-            ic_exact: byte_map(targets, self.ic_exact),
-            ic_prefix: affixes(targets, self.ic_prefix),
-            ic_suffix: affixes(targets, self.ic_suffix),
+            ic_exact: {
+                let exact = caseless(targets, self.ic_exact, fold::Anchor::Whole, &mut ic_other);
+                ByteMap::new(
+                    exact
+                        .into_iter()
+                        .flat_map(|(_, m)| match m {
+                            ByteMap::Small(v) => v,
+                            ByteMap::Hashed(h) => h.into_iter().collect(),
+                        })
+                        .collect(),
+                )
+            },
+            ic_prefix: Affixes(caseless(targets, self.ic_prefix, fold::Anchor::Prefix, &mut ic_other)),
+            ic_suffix: Affixes(caseless(targets, self.ic_suffix, fold::Anchor::Suffix, &mut ic_other)),
+            ic_other,
             wildcards: self.wildcards.into_iter().map(|(w, ts)| (w, push(targets, ts))).collect(),
             ranges: self.ranges.into_iter().map(|(r, ts)| (r, push(targets, ts))).collect(),
             cidrs: self.cidrs.into_iter().map(|(c, ts)| (c, push(targets, ts))).collect(),

@@ -2,8 +2,9 @@
 //! paths are tested where they lie, everything else is skipped unparsed. Tests that pass fire
 //! targets into the scratch space; nothing is allocated once the scratch space is warm.
 
-use super::compile::{Affixes, But, Kind, Leaf, Machine, NONE, Targets};
+use super::compile::{Affixes, But, Caseless, Kind, Leaf, Machine, NONE, Targets};
 use super::fold;
+use super::fold::Anchor;
 use super::number;
 use super::skip;
 use super::{EventError, Scratch};
@@ -288,22 +289,42 @@ impl<'a> Scan<'a> {
     }
 
     fn test_string(&mut self, l: &Leaf, v: &[u8]) {
-        if let Some(t) = l.exact.get(v) {
+        if let Some(&t) = l.exact.get(v) {
             self.fire(t);
         }
         self.affixes(&l.prefix, v, false);
         self.affixes(&l.suffix, v, true);
-        if l.needs_upper || l.buts.iter().any(|(b, _)| matches!(b, But::IgnoreCase(_))) {
+        if l.needs_upper {
             let mut up = std::mem::take(&mut self.s.upper_buf);
             fold::upper_into(v, &mut up);
-            if let Some(t) = l.ic_exact.get(&up) {
-                self.fire(t);
+            // The upper-cased value finds candidates; each is then checked exactly.
+            if let Some(cands) = l.ic_exact.get(&up) {
+                self.caseless(cands, v, Anchor::Whole);
             }
-            self.affixes(&l.ic_prefix, &up, false);
-            self.affixes(&l.ic_suffix, &up, true);
+            for (n, map) in &l.ic_prefix.0 {
+                if *n > up.len() {
+                    break;
+                }
+                if let Some(cands) = map.get(&up[..*n]) {
+                    self.caseless(cands, v, Anchor::Prefix);
+                }
+            }
+            for (n, map) in &l.ic_suffix.0 {
+                if *n > up.len() {
+                    break;
+                }
+                if let Some(cands) = map.get(&up[up.len() - n..]) {
+                    self.caseless(cands, v, Anchor::Suffix);
+                }
+            }
+            for &(ref c, anchor, t) in &l.ic_other {
+                if c.matches(v, anchor) {
+                    self.fire(t);
+                }
+            }
             for &(ref but, t) in &l.buts {
                 if let But::IgnoreCase(list) = but
-                    && !list.iter().any(|x| x[..] == up[..])
+                    && !list.iter().any(|c| c.matches(v, Anchor::Whole))
                 {
                     self.fire(t);
                 }
@@ -335,6 +356,14 @@ impl<'a> Scan<'a> {
         }
     }
 
+    fn caseless(&mut self, cands: &Caseless, v: &[u8], anchor: Anchor) {
+        for &(ref c, t) in cands {
+            if c.matches(v, anchor) {
+                self.fire(t);
+            }
+        }
+    }
+
     /// Fires the prefixes (or suffixes, `from_end`) the value has: one lookup per length.
     #[inline]
     fn affixes(&mut self, a: &Affixes, v: &[u8], from_end: bool) {
@@ -343,7 +372,7 @@ impl<'a> Scan<'a> {
                 break;
             }
             let part = if from_end { &v[v.len() - n..] } else { &v[..*n] };
-            if let Some(t) = map.get(part) {
+            if let Some(&t) = map.get(part) {
                 self.fire(t);
             }
         }
