@@ -67,7 +67,9 @@ fn matcher_for(v: &Value, op: u8) -> Value {
             json!({"suffix": s.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<String>()})
         }
         // Each pattern character stands for its own lower or upper form: flip ASCII case only.
-        (Value::String(s), 3) => json!({"equals-ignore-case": s.chars().map(|c| c.to_ascii_uppercase()).collect::<String>()}),
+        (Value::String(s), 3) => {
+            json!({"equals-ignore-case": s.chars().map(|c| c.to_ascii_uppercase()).collect::<String>()})
+        }
         (Value::String(s), 4) => {
             let escaped = s.replace('\\', "\\\\").replace('*', "\\*");
             json!({"wildcard": format!("{escaped}*")})
