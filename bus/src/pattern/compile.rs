@@ -447,39 +447,41 @@ fn byte_map(targets: &mut Vec<Target>, list: Keyed<Box<[u8]>>) -> ByteMap {
     ByteMap::new(list.into_iter().map(|(k, ts)| (k, push(targets, ts))).collect())
 }
 
-/// Case-insensitive operands grouped by their upper-cased form (or by the length of that form,
-/// for prefixes and suffixes); those the upper-cased hash cannot find go to `other`.
+/// Groups keyed values by key length, shortest first: one lookup per distinct length.
+fn by_length<V>(map: FxHashMap<Box<[u8]>, V>) -> Affixes<V> {
+    type Group<V> = Vec<(Box<[u8]>, V)>;
+    let mut by_len: FxHashMap<usize, Group<V>> = FxHashMap::default();
+    for (k, v) in map {
+        by_len.entry(k.len()).or_default().push((k, v));
+    }
+    let mut groups: Vec<(usize, ByteMap<V>)> = by_len.into_iter().map(|(n, g)| (n, ByteMap::new(g))).collect();
+    groups.sort_by_key(|(n, _)| *n);
+    Affixes(groups)
+}
+
+fn affixes(targets: &mut Vec<Target>, list: Keyed<Box<[u8]>>) -> Affixes {
+    by_length(list.into_iter().map(|(k, ts)| (k, push(targets, ts))).collect())
+}
+
+/// Case-insensitive operands under their upper-cased form; those the upper-cased hash cannot
+/// find go to `other`, checked one by one.
 fn caseless(
     targets: &mut Vec<Target>,
     list: Keyed<String>,
     anchor: fold::Anchor,
     other: &mut Vec<(fold::Caseless, fold::Anchor, Targets)>,
-) -> Vec<(usize, ByteMap<Caseless>)> {
-    let mut by_len: FxHashMap<usize, FxHashMap<Box<[u8]>, Caseless>> = FxHashMap::default();
+) -> FxHashMap<Box<[u8]>, Caseless> {
+    let mut map: FxHashMap<Box<[u8]>, Caseless> = FxHashMap::default();
     for (text, ts) in list {
         let c = fold::Caseless::new(&text);
         let t = push(targets, ts);
-        if !c.filterable() {
+        if c.filterable() {
+            map.entry(fold::upper(&text)).or_default().push((c, t));
+        } else {
             other.push((c, anchor, t));
-            continue;
         }
-        let key = fold::upper(&text);
-        by_len.entry(key.len()).or_default().entry(key).or_default().push((c, t));
     }
-    let mut groups: Vec<(usize, ByteMap<Caseless>)> =
-        by_len.into_iter().map(|(n, g)| (n, ByteMap::new(g.into_iter().collect()))).collect();
-    groups.sort_by_key(|(n, _)| *n);
-    groups
-}
-
-fn affixes(targets: &mut Vec<Target>, list: Keyed<Box<[u8]>>) -> Affixes {
-    let mut by_len: FxHashMap<usize, Keyed<Box<[u8]>>> = FxHashMap::default();
-    for (k, ts) in list {
-        by_len.entry(k.len()).or_default().insert(k, ts);
-    }
-    let mut groups: Vec<(usize, ByteMap)> = by_len.into_iter().map(|(n, g)| (n, byte_map(targets, g))).collect();
-    groups.sort_by_key(|(n, _)| *n);
-    Affixes(groups)
+    map
 }
 
 impl LeafB {
@@ -503,20 +505,11 @@ impl LeafB {
             literals: [push(targets, t), push(targets, f), push(targets, n)],
             prefix: affixes(targets, self.prefix),
             suffix: affixes(targets, self.suffix),
-            ic_exact: {
-                let exact = caseless(targets, self.ic_exact, fold::Anchor::Whole, &mut ic_other);
-                ByteMap::new(
-                    exact
-                        .into_iter()
-                        .flat_map(|(_, m)| match m {
-                            ByteMap::Small(v) => v,
-                            ByteMap::Hashed(h) => h.into_iter().collect(),
-                        })
-                        .collect(),
-                )
-            },
-            ic_prefix: Affixes(caseless(targets, self.ic_prefix, fold::Anchor::Prefix, &mut ic_other)),
-            ic_suffix: Affixes(caseless(targets, self.ic_suffix, fold::Anchor::Suffix, &mut ic_other)),
+            ic_exact: ByteMap::new(
+                caseless(targets, self.ic_exact, fold::Anchor::Whole, &mut ic_other).into_iter().collect(),
+            ),
+            ic_prefix: by_length(caseless(targets, self.ic_prefix, fold::Anchor::Prefix, &mut ic_other)),
+            ic_suffix: by_length(caseless(targets, self.ic_suffix, fold::Anchor::Suffix, &mut ic_other)),
             ic_other,
             wildcards: self.wildcards.into_iter().map(|(w, ts)| (w, push(targets, ts))).collect(),
             ranges: self.ranges.into_iter().map(|(r, ts)| (r, push(targets, ts))).collect(),
