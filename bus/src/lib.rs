@@ -1,5 +1,6 @@
 //! The event-bus core of Choreo: EventBridge event patterns (parse, validate, compile, match,
-//! explain), and later the bus and inbox traits with their embedded and AWS engines.
+//! explain); the [`Bus`] and [`Inboxes`] traits; and the embedded engine, [`EmbeddedBus`], a
+//! durable EventBridge-and-SQS on SQLite.
 //!
 //! ```
 //! use choreo_bus::pattern::{MachineBuilder, Pattern, Scratch};
@@ -17,5 +18,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod api;
+pub mod clock;
+pub mod embedded;
 pub mod json;
 pub mod pattern;
+
+pub use api::{Bus, BusError, Inboxes};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use embedded::{Config, Durability, EmbeddedBus};
