@@ -31,6 +31,17 @@ pub fn config(dir: &std::path::Path, clock: &ManualClock) -> Config {
     Config::new(dir).with_clock(clock.clone())
 }
 
+pub trait Tune {
+    fn tap_batch(self, n: usize) -> Self;
+}
+
+impl Tune for Config {
+    fn tap_batch(mut self, n: usize) -> Self {
+        self.replay_batch = n;
+        self
+    }
+}
+
 pub fn open() -> TestBus {
     open_with(|c| c)
 }
