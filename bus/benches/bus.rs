@@ -147,6 +147,16 @@ async fn latency(seconds: u64) -> Vec<Duration> {
     five_rules(&bus).await;
     let returned: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let total = seconds * 1000;
+    // Acks go through their own task, so that receiving never waits on them.
+    let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<choreo_bus::api::Receipt>();
+    let acker = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            while let Some(receipt) = to_ack.recv().await {
+                bus.ack("agent0", &receipt).await.unwrap();
+            }
+        })
+    };
     let consumer = {
         let (bus, returned) = (bus.clone(), returned.clone());
         tokio::spawn(async move {
@@ -166,7 +176,7 @@ async fn latency(seconds: u64) -> Vec<Duration> {
                 }
                 delays.extend(early.drain(..).map(|_| Duration::ZERO));
                 for m in got {
-                    bus.ack("agent0", &m.receipt).await.unwrap();
+                    acks.send(m.receipt).unwrap();
                 }
             }
             delays
@@ -183,6 +193,7 @@ async fn latency(seconds: u64) -> Vec<Duration> {
         returned.lock().unwrap().insert(out.entries[0].event_id().unwrap().to_owned(), at);
     }
     let mut delays = consumer.await.unwrap();
+    acker.await.unwrap();
     delays.sort();
     delays
 }
@@ -229,6 +240,21 @@ async fn replay(total: u64) -> (f64, u64) {
 async fn main() {
     let sync = if durability() == Durability::Full { "FULL" } else { "NORMAL" };
     println!("embedded bus benchmark: SQLite WAL, synchronous={sync}, data in {}", temp_dir().path().parent().unwrap().display());
+    // `cargo bench --bench bus -- latency` runs only the parts named.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let run = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if run("put") {
+        put_figures().await;
+    }
+    if run("latency") {
+        latency_figures().await;
+    }
+    if run("replay") {
+        replay_figures().await;
+    }
+}
+
+async fn put_figures() {
     let total = 40_000;
     let base = baseline(total).await;
     println!("\nPutEvents, 10-entry batches, 5 rules, ~1.2 KB events ({total} events per run)");
@@ -238,6 +264,9 @@ async fn main() {
         println!("  {:<44} {:>10.0} events/s  {:>5.0}% of baseline", format!("bus, {producers} producer(s)"), eps, eps / base * 100.0);
     }
 
+}
+
+async fn latency_figures() {
     let delays = latency(5).await;
     println!("\nPutEvents return -> received from a long-polling inbox, 1,000 events/s for 5 s ({} events)", delays.len());
     println!(
@@ -247,6 +276,9 @@ async fn main() {
         delays.last().unwrap().as_secs_f64() * 1e3
     );
 
+}
+
+async fn replay_figures() {
     let n = 100_000;
     let (eps, deliveries) = replay(n).await;
     println!("\nReplay of {n} archived events to one rule");

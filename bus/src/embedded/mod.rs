@@ -123,6 +123,7 @@ pub struct EmbeddedBus {
 struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpoints: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     wakers: Arc<Wakers>,
     names: Arc<Names>,
     clock: Arc<dyn Clock>,
@@ -135,6 +136,10 @@ impl Drop for Inner {
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = handle.join();
         }
+        if let Some((stop, handle)) = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            drop(stop);
+            let _ = handle.join();
+        }
     }
 }
 
@@ -144,6 +149,12 @@ impl EmbeddedBus {
     pub fn open(config: Config) -> Result<Self, BusError> {
         let (conn, faults) =
             store::open(&config.data_dir, config.durability, config.busy_timeout, config.storage_limit)?;
+        let (stop, stopped) = mpsc::channel();
+        let db_path = faults.path.clone();
+        let checkpoints = std::thread::Builder::new()
+            .name("choreo-bus-checkpoint".into())
+            .spawn(move || store::checkpointer(db_path, stopped))
+            .map_err(|e| BusError::Internal(format!("cannot start the bus checkpointer: {e}")))?;
         let names = Arc::new(Names { bus: config.bus_name.clone(), account: config.account, region: config.region });
         let wakers = Arc::new(Wakers::default());
         let (tx, rx) = mpsc::channel();
@@ -157,6 +168,7 @@ impl EmbeddedBus {
             inner: Arc::new(Inner {
                 jobs: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                checkpoints: Mutex::new(Some((stop, checkpoints))),
                 wakers,
                 names,
                 clock: config.clock,

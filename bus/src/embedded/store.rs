@@ -114,6 +114,24 @@ CREATE TABLE replays (
 ) WITHOUT ROWID;
 "#;
 
+/// WAL pages past which the writer checkpoints itself.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// Copies committed WAL pages into the database file from its own connection, beside the
+/// writer rather than inside its commits; stops when `stop` is dropped.
+pub(crate) fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+    let Ok(conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    else {
+        return; // the writer's own checkpoints still bound the WAL
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        // PASSIVE never waits for the writer; a failure here is retried on the next round.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+}
+
 /// Maps SQLite's errors on the store at `path` to [`BusError::Storage`].
 #[derive(Debug, Clone)]
 pub(crate) struct Faults {
@@ -168,6 +186,9 @@ pub(crate) fn open(
         return Err(faults.fault(StorageFault::Io, format!("the file system refused WAL mode (got {mode})")));
     }
     conn.pragma_update(None, "synchronous", durability.pragma()).map_err(|e| faults.map(e))?;
+    // The checkpointer thread keeps the WAL short; the writer checkpoints itself only as a
+    // backstop, so that a checkpoint seldom stalls a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(|e| faults.map(e))?;
     if let Some(bytes) = storage_limit {
         let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(|e| faults.map(e))?;
         let pages = (bytes as i64 / page.max(1)).max(1);
