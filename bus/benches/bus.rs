@@ -160,7 +160,11 @@ async fn latency(seconds: u64) -> Vec<Duration> {
     let consumer = {
         let (bus, returned) = (bus.clone(), returned.clone());
         tokio::spawn(async move {
-            let options = ReceiveOptions { max_messages: 10, visibility_timeout: Duration::from_secs(30), wait_time: Duration::from_secs(5) };
+            let options = ReceiveOptions {
+                max_messages: 10,
+                visibility_timeout: Duration::from_secs(30),
+                wait_time: Duration::from_secs(5),
+            };
             let mut delays = Vec::with_capacity(total as usize);
             let mut early = Vec::new();
             while (delays.len() as u64) < total {
@@ -239,7 +243,10 @@ async fn replay(total: u64) -> (f64, u64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let sync = if durability() == Durability::Full { "FULL" } else { "NORMAL" };
-    println!("embedded bus benchmark: SQLite WAL, synchronous={sync}, data in {}", temp_dir().path().parent().unwrap().display());
+    println!(
+        "embedded bus benchmark: SQLite WAL, synchronous={sync}, data in {}",
+        temp_dir().path().parent().unwrap().display()
+    );
     // `cargo bench --bench bus -- latency` runs only the parts named.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let run = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
@@ -261,21 +268,27 @@ async fn put_figures() {
     println!("  {:<44} {:>10.0} events/s", "baseline: plain SQLite, 1 commit per batch", base);
     for producers in [1, 4, 16] {
         let eps = put_throughput(producers, total).await;
-        println!("  {:<44} {:>10.0} events/s  {:>5.0}% of baseline", format!("bus, {producers} producer(s)"), eps, eps / base * 100.0);
+        println!(
+            "  {:<44} {:>10.0} events/s  {:>5.0}% of baseline",
+            format!("bus, {producers} producer(s)"),
+            eps,
+            eps / base * 100.0
+        );
     }
-
 }
 
 async fn latency_figures() {
     let delays = latency(5).await;
-    println!("\nPutEvents return -> received from a long-polling inbox, 1,000 events/s for 5 s ({} events)", delays.len());
+    println!(
+        "\nPutEvents return -> received from a long-polling inbox, 1,000 events/s for 5 s ({} events)",
+        delays.len()
+    );
     println!(
         "  p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms",
         percentile(&delays, 0.50).as_secs_f64() * 1e3,
         percentile(&delays, 0.99).as_secs_f64() * 1e3,
         delays.last().unwrap().as_secs_f64() * 1e3
     );
-
 }
 
 async fn replay_figures() {

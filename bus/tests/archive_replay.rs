@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use choreo_bus::api::{ArchiveSpec, BusError, ReplaySpec, ReplayState};
 use choreo_bus::{Bus, EmbeddedBus, Inboxes};
+use chrono::{DateTime, Utc};
 use common::*;
 use serde_json::json;
 

@@ -82,7 +82,10 @@ async fn a_nacked_message_is_retried_after_a_growing_backoff_then_dead_lettered_
             NackOutcome::RetryAt(at) => {
                 let wait = (at - t.clock_now()).to_std().unwrap();
                 let full = Duration::from_secs(1 << (attempt - 1));
-                assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: backoff {wait:?} outside {full:?}/2..={full:?}");
+                assert!(
+                    wait >= full / 2 && wait <= full,
+                    "attempt {attempt}: backoff {wait:?} outside {full:?}/2..={full:?}"
+                );
                 backoffs.push(wait);
                 t.clock.advance(wait - Duration::from_millis(1));
                 assert!(t.bus.receive("payments", opts(1, 30)).await.unwrap().is_empty(), "not before its backoff");
@@ -136,7 +139,8 @@ async fn a_permanent_failure_skips_the_retries() {
     route(&t.bus, "payments", "SupportTriaged", policy(185, 86_400)).await;
     put(&t.bus, "SupportTriaged", [json!({})]).await;
     let got = t.bus.receive("payments", opts(1, 30)).await.unwrap();
-    let out = t.bus.nack("payments", &got[0].receipt, Failure::permanent("SCHEMA", "data.order_id: missing")).await.unwrap();
+    let out =
+        t.bus.nack("payments", &got[0].receipt, Failure::permanent("SCHEMA", "data.order_id: missing")).await.unwrap();
     assert_eq!(out, NackOutcome::DeadLettered { inbox: "payments-dlq".into() });
     let reason = drain(&t.bus, "payments-dlq").await[0].dead_letter.clone().unwrap();
     assert_eq!(reason.exhausted_retry_condition, None);
@@ -195,10 +199,7 @@ async fn dead_letters_can_be_received_nacked_and_acked_but_never_dead_lettered_a
 #[tokio::test]
 async fn unknown_inboxes_and_bad_options_are_named() {
     let t = open();
-    assert_eq!(
-        t.bus.receive("nobody", opts(1, 30)).await.unwrap_err(),
-        BusError::UnknownInbox("nobody".into())
-    );
+    assert_eq!(t.bus.receive("nobody", opts(1, 30)).await.unwrap_err(), BusError::UnknownInbox("nobody".into()));
     let err = t.bus.receive("nobody", opts(11, 30)).await.unwrap_err();
     assert_eq!(err.to_string(), "invalid MaxNumberOfMessages: 11 is out of range 1..=10");
     let wait = ReceiveOptions { wait_time: Duration::from_secs(21), ..opts(1, 30) };
@@ -215,7 +216,8 @@ async fn unknown_inboxes_and_bad_options_are_named() {
 async fn competing_consumers_never_hold_the_same_message_at_once() {
     let t = open();
     route(&t.bus, "payments", "SupportTriaged", policy(3, 3600)).await;
-    let ids: BTreeSet<String> = put(&t.bus, "SupportTriaged", (0..300).map(|n| json!({"n": n}))).await.into_iter().collect();
+    let ids: BTreeSet<String> =
+        put(&t.bus, "SupportTriaged", (0..300).map(|n| json!({"n": n}))).await.into_iter().collect();
     let mut consumers = Vec::new();
     for _ in 0..8 {
         let bus = t.bus.clone();

@@ -3,10 +3,8 @@
 
 mod common;
 
-use choreo_bus::api::{
-    BusError, EntryResult, ErrorCode, MAX_ENTRY_BYTES, RuleSpec, RuleState, Target,
-};
 use choreo_bus::Bus;
+use choreo_bus::api::{BusError, EntryResult, ErrorCode, MAX_ENTRY_BYTES, RuleSpec, RuleState, Target};
 use choreo_schemas::envelope::{AuthType, Envelope};
 use choreo_schemas::eventbridge::PutEventsEntry;
 use common::*;
@@ -184,10 +182,7 @@ async fn one_event_reaches_every_matching_rule_and_target() {
 async fn rule_and_target_calls_refuse_what_eventbridge_refuses() {
     let t = open();
     let err = t.bus.put_rule(RuleSpec::new("bad", r#"{"detail-type": "SupportTriaged"}"#)).await.unwrap_err();
-    assert!(
-        err.to_string().starts_with("rule `bad`: invalid event pattern: at detail-type:"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("rule `bad`: invalid event pattern: at detail-type:"), "{err}");
     let err = t.bus.put_rule(RuleSpec::new("white space", "{}")).await.unwrap_err();
     assert!(err.to_string().contains("rule name `white space`"), "{err}");
     assert_eq!(
@@ -201,11 +196,13 @@ async fn rule_and_target_calls_refuse_what_eventbridge_refuses() {
     assert_eq!(err, BusError::TooManyTargets { rule: "payments".into(), count: 6, limit: 5 });
     let err = t.bus.delete_rule("payments").await.unwrap_err();
     assert_eq!(err, BusError::RuleHasTargets { rule: "payments".into(), targets: 5 });
-    let err = t.bus.put_targets("payments", vec![Target::new("self", "x").with_dead_letter_inbox("x")]).await.unwrap_err();
+    let err =
+        t.bus.put_targets("payments", vec![Target::new("self", "x").with_dead_letter_inbox("x")]).await.unwrap_err();
     assert!(err.to_string().contains("dead-letter inbox must differ"), "{err}");
     let mut bad_policy = policy(3, 3600);
     bad_policy.maximum_retry_attempts = 186;
-    let err = t.bus.put_targets("payments", vec![Target::new("t1", "in1").with_retry_policy(bad_policy)]).await.unwrap_err();
+    let err =
+        t.bus.put_targets("payments", vec![Target::new("t1", "in1").with_retry_policy(bad_policy)]).await.unwrap_err();
     assert!(err.to_string().contains("MaximumRetryAttempts: 186 is out of range 0..=185"), "{err}");
     let ids: Vec<String> = ["inbox", "t1", "t2", "t3", "t4"].map(String::from).to_vec();
     t.bus.remove_targets("payments", &ids).await.unwrap();

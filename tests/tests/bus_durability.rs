@@ -69,7 +69,8 @@ async fn acknowledged_puts_survive_sigkill_exactly_once_and_acked_deliveries_nev
     let clock = ManualClock::new(SystemClock.now() + chrono::Duration::hours(1));
     let bus = EmbeddedBus::open(Config::new(dir.path()).with_clock(clock)).unwrap();
     let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
-    let options = ReceiveOptions { max_messages: 10, visibility_timeout: Duration::from_secs(3600), wait_time: Duration::ZERO };
+    let options =
+        ReceiveOptions { max_messages: 10, visibility_timeout: Duration::from_secs(3600), wait_time: Duration::ZERO };
     loop {
         let got = bus.receive("drill", options).await.unwrap();
         if got.is_empty() {

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use choreo_schemas::eventbridge::DeliveredEvent;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::BusError;
@@ -182,10 +182,7 @@ impl RetryPolicy {
         if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
             return Err(BusError::invalid(
                 field("backoff"),
-                format!(
-                    "base {:?} must be above zero and at most the cap {:?}",
-                    self.backoff_base, self.backoff_cap
-                ),
+                format!("base {:?} must be above zero and at most the cap {:?}", self.backoff_base, self.backoff_cap),
             ));
         }
         Ok(())

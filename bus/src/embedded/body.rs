@@ -88,7 +88,10 @@ mod tests {
             " {\"a\": [1, 2]}\n",
         );
         let keys: Vec<String> = crate::json::members(body.as_bytes()).unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]);
+        assert_eq!(
+            keys,
+            ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
+        );
         let event: DeliveredEvent = serde_json::from_str(&body).unwrap();
         assert_eq!(event.event.source, "retail.\"api\"");
         assert_eq!(event.event.time.unwrap().to_rfc3339(), "2024-11-29T10:15:00+00:00");

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::retry::{self, Next, StoredPolicy};
 use super::writer::Ctx;
-use crate::api::{BusError, DeadLetter, ExhaustedCondition, Failure, Message, NackOutcome, ReceiveOptions, Receipt};
+use crate::api::{BusError, DeadLetter, ExhaustedCondition, Failure, Message, NackOutcome, Receipt, ReceiveOptions};
 
 /// The failure recorded when a consumer held a message past its visibility timeout.
 const TIMEOUT: &str = "TIMEOUT";
@@ -197,13 +197,19 @@ pub(crate) fn ack(ctx: &mut Ctx<'_>, inbox: &str, receipt: &Receipt) -> Result<(
     super::rules::forget_if_unused(ctx, r.event_seq)
 }
 
-pub(crate) fn nack(ctx: &mut Ctx<'_>, inbox: &str, receipt: &Receipt, failure: Failure) -> Result<NackOutcome, BusError> {
+pub(crate) fn nack(
+    ctx: &mut Ctx<'_>,
+    inbox: &str,
+    receipt: &Receipt,
+    failure: Failure,
+) -> Result<NackOutcome, BusError> {
     let r = held(ctx, inbox, receipt)?;
     let at = match policy(&r)? {
         // A dead-letter inbox's own messages are retried, never dead-lettered again.
         None => ctx.now + retry::dead_letter_backoff(r.receive_count, &mut ctx.st.rng),
         Some(p) => {
-            match retry::after_failure(&p, r.receive_count, r.ingested_ms, ctx.now, failure.retryable, &mut ctx.st.rng) {
+            match retry::after_failure(&p, r.receive_count, r.ingested_ms, ctx.now, failure.retryable, &mut ctx.st.rng)
+            {
                 Next::RetryAt(at) => at,
                 Next::DeadLetter(condition) => {
                     dead_letter(ctx, &r, &p, &failure, condition)?;

@@ -195,7 +195,7 @@ impl EmbeddedBus {
     /// Waits until every active replay has finished (for tools and tests).
     pub async fn wait_replays(&self) -> Result<(), BusError> {
         loop {
-            let active = self.call(false, |ctx| replay::any_active(ctx)).await?;
+            let active = self.call(false, replay::any_active).await?;
             if !active {
                 return Ok(());
             }
@@ -357,7 +357,10 @@ impl Inboxes for EmbeddedBus {
 
     async fn extend_visibility(&self, inbox: &str, receipt: &Receipt, timeout: Duration) -> Result<(), BusError> {
         if timeout > MAX_VISIBILITY {
-            return Err(BusError::invalid("VisibilityTimeout", format!("{timeout:?} is longer than {MAX_VISIBILITY:?}")));
+            return Err(BusError::invalid(
+                "VisibilityTimeout",
+                format!("{timeout:?} is longer than {MAX_VISIBILITY:?}"),
+            ));
         }
         let (name, receipt) = (inbox.to_owned(), receipt.clone());
         self.call(false, move |ctx| inbox::extend(ctx, &name, &receipt, timeout)).await

@@ -1,12 +1,14 @@
 //! PutEvents: each entry checked on the caller's thread (EventBridge's limits, one answer per
 //! entry), then the valid ones routed and stored by the writer in one transaction.
 
-use chrono::{DateTime, Utc};
 use choreo_schemas::eventbridge::PutEventsEntry;
+use chrono::{DateTime, Utc};
 
 use super::writer::Ctx;
 use super::{Names, body};
-use crate::api::{BusError, EntryResult, ErrorCode, MAX_DETAIL_TYPE_CHARS, MAX_ENTRIES, MAX_ENTRY_BYTES, PutEventsOutput};
+use crate::api::{
+    BusError, EntryResult, ErrorCode, MAX_DETAIL_TYPE_CHARS, MAX_ENTRIES, MAX_ENTRY_BYTES, PutEventsOutput,
+};
 use crate::json;
 use crate::pattern::MAX_EVENT_DEPTH;
 
@@ -71,10 +73,11 @@ fn check(i: usize, e: &PutEventsEntry, names: &Names) -> Result<(), (ErrorCode, 
     if chars > MAX_DETAIL_TYPE_CHARS {
         return invalid(format!("DetailType is {chars} characters long; the limit is {MAX_DETAIL_TYPE_CHARS}"));
     }
-    if let Some(bus) = &e.event_bus_name {
-        if *bus != names.bus && *bus != names.bus_arn() {
-            return invalid(format!("EventBusName: event bus `{bus}` does not exist; this bus is `{}`", names.bus));
-        }
+    if let Some(bus) = &e.event_bus_name
+        && *bus != names.bus
+        && *bus != names.bus_arn()
+    {
+        return invalid(format!("EventBusName: event bus `{bus}` does not exist; this bus is `{}`", names.bus));
     }
     if let Some(r) = e.resources.iter().position(String::is_empty) {
         return invalid(format!("Resources[{r}] is empty"));
@@ -105,7 +108,14 @@ fn check(i: usize, e: &PutEventsEntry, names: &Names) -> Result<(), (ErrorCode, 
 pub(crate) fn store(ctx: &mut Ctx<'_>, ready: Vec<Ready>) -> Result<Vec<(usize, String)>, BusError> {
     let mut accepted = Vec::with_capacity(ready.len());
     for event in ready {
-        super::rules::deliver(ctx, &event.body, event.time_ms, event.ingested_ms, &event.id, super::rules::Origin::Put)?;
+        super::rules::deliver(
+            ctx,
+            &event.body,
+            event.time_ms,
+            event.ingested_ms,
+            &event.id,
+            super::rules::Origin::Put,
+        )?;
         accepted.push((event.index, event.id));
     }
     Ok(accepted)

@@ -22,10 +22,10 @@ pub(crate) fn check(spec: &ReplaySpec) -> Result<(), BusError> {
             format!("{} is before EventStartTime {}", spec.event_end_time, spec.event_start_time),
         ));
     }
-    if let Some(rules) = &spec.rules {
-        if rules.is_empty() {
-            return Err(BusError::invalid("FilterArns", "name at least one rule, or none to replay to every rule"));
-        }
+    if let Some(rules) = &spec.rules
+        && rules.is_empty()
+    {
+        return Err(BusError::invalid("FilterArns", "name at least one rule, or none to replay to every rule"));
     }
     Ok(())
 }
@@ -135,9 +135,7 @@ pub(crate) fn cancel(ctx: &mut Ctx<'_>, name: &str) -> Result<ReplayState, BusEr
     if !matches!(replay.state, ReplayState::Starting | ReplayState::Running) {
         return Err(BusError::ReplayNotCancellable { name: name.to_owned(), state: replay.state.to_string() });
     }
-    ctx.tx
-        .execute("UPDATE replays SET state = 'CANCELLING' WHERE name = ?1", [name])
-        .map_err(|e| ctx.db(e))?;
+    ctx.tx.execute("UPDATE replays SET state = 'CANCELLING' WHERE name = ?1", [name]).map_err(|e| ctx.db(e))?;
     ctx.st.replays_active = true;
     Ok(ReplayState::Cancelling)
 }

@@ -51,7 +51,8 @@ pub(crate) fn check_name(what: &str, name: &str, max: usize) -> Result<(), BusEr
 
 /// Inbox names follow SQS queue names.
 pub(crate) fn check_inbox_name(what: &str, name: &str) -> Result<(), BusError> {
-    let ok = (1..=80).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    let ok =
+        (1..=80).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
     if ok {
         Ok(())
     } else {
@@ -127,8 +128,10 @@ fn exists(ctx: &Ctx<'_>, name: &str) -> Result<(), BusError> {
 
 pub(crate) fn delete_rule(ctx: &mut Ctx<'_>, name: &str) -> Result<(), BusError> {
     exists(ctx, name)?;
-    let targets: i64 =
-        ctx.tx.query_row("SELECT count(*) FROM targets WHERE rule = ?1", [name], |r| r.get(0)).map_err(|e| ctx.db(e))?;
+    let targets: i64 = ctx
+        .tx
+        .query_row("SELECT count(*) FROM targets WHERE rule = ?1", [name], |r| r.get(0))
+        .map_err(|e| ctx.db(e))?;
     if targets > 0 {
         return Err(BusError::RuleHasTargets { rule: name.to_owned(), targets: targets as usize });
     }
@@ -261,8 +264,12 @@ pub(crate) fn load_routes(ctx: &Ctx<'_>) -> Result<Routes, BusError> {
             .targets
             .iter()
             .map(|t| {
-                let stored =
-                    StoredPolicy::new(&t.retry_policy, &t.dead_letter_inbox, rule_arn.clone(), ctx.st.names.inbox_arn(&t.inbox));
+                let stored = StoredPolicy::new(
+                    &t.retry_policy,
+                    &t.dead_letter_inbox,
+                    rule_arn.clone(),
+                    ctx.st.names.inbox_arn(&t.inbox),
+                );
                 RouteTarget {
                     id: t.id.clone(),
                     inbox: t.inbox.clone(),
@@ -330,10 +337,10 @@ pub(crate) fn deliver(
     for &hit in hits {
         match &routes.kinds[hit as usize] {
             Route::Rule { name, targets } => {
-                if let Origin::Replay(Some(only)) = origin {
-                    if !only.contains(name) {
-                        continue;
-                    }
+                if let Origin::Replay(Some(only)) = origin
+                    && !only.contains(name)
+                {
+                    continue;
                 }
                 for t in targets {
                     let s = event_seq()?;

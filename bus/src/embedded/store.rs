@@ -122,7 +122,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Copies committed WAL pages into the database file from its own connection, beside the
 /// writer rather than inside its commits; stops when `stop` is dropped.
 pub(crate) fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
-    let Ok(conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    let Ok(conn) =
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     else {
         return; // the writer's own checkpoints still bound the WAL
     };
@@ -217,7 +218,7 @@ fn check_header(faults: &Faults) -> Result<(), BusError> {
     if read == 0 {
         return Ok(());
     }
-    if &head[..read] != &b"SQLite format 3\0"[..read] || read < 16 {
+    if head[..read] != b"SQLite format 3\0"[..read] || read < 16 {
         return Err(faults.fault(
             StorageFault::Foreign,
             "the file is not a SQLite database; point --data-dir at a Choreo data directory or an empty one",
@@ -245,10 +246,8 @@ fn init_or_check(conn: &Connection, faults: &Faults) -> Result<(), BusError> {
         ));
     }
     if version > SCHEMA_VERSION {
-        return Err(faults.fault(
-            StorageFault::Newer,
-            format!("schema version {version}; this build reads up to {SCHEMA_VERSION}"),
-        ));
+        return Err(faults
+            .fault(StorageFault::Newer, format!("schema version {version}; this build reads up to {SCHEMA_VERSION}")));
     }
     Ok(())
 }

@@ -22,12 +22,15 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often archives are swept for expired events.
 const SWEEP_EVERY_MS: i64 = 60_000;
 
+/// Answers a call once its batch has committed (`None`) or failed.
 type Reply = Box<dyn FnOnce(Option<&BusError>) + Send>;
+/// Runs a call in the batch's transaction (`None`: the batch failed before it ran).
+type Run = Box<dyn FnOnce(Option<&mut Ctx<'_>>) -> Reply + Send>;
 
 /// One call: run inside the writer's transaction, answered after the commit.
 pub(crate) struct Job {
     durable: bool,
-    run: Box<dyn FnOnce(Option<&mut Ctx<'_>>) -> Reply + Send>,
+    run: Run,
 }
 
 impl Job {
@@ -200,10 +203,11 @@ fn batch(
             Err(_) => ctx.poison(BusError::Internal("a bus call panicked; its batch was rolled back".into())),
         }
     }
-    if ctx.poisoned.is_none() && ctx.st.replays_active {
-        if let Err(e) = replay::step(&mut ctx) {
-            ctx.poison(e);
-        }
+    if ctx.poisoned.is_none()
+        && ctx.st.replays_active
+        && let Err(e) = replay::step(&mut ctx)
+    {
+        ctx.poison(e);
     }
     if ctx.poisoned.is_none() && sweep {
         match archive::sweep(&mut ctx) {
@@ -246,10 +250,8 @@ fn fail_all(jobs: Vec<Job>, e: &BusError, st: &mut State) {
 
 /// Reloads what another process (or a rolled-back batch) may have changed.
 fn refresh(ctx: &mut Ctx<'_>) -> Result<(), BusError> {
-    let generation: i64 = ctx
-        .tx
-        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0))
-        .map_err(|e| ctx.db(e))?;
+    let generation: i64 =
+        ctx.tx.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0)).map_err(|e| ctx.db(e))?;
     if generation != ctx.st.generation {
         ctx.st.routes = None;
         ctx.st.replays_active = replay::any_active(ctx)?;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use choreo_bus::api::{Message, ReceiveOptions, RetryPolicy, RuleSpec, Target};
 use choreo_bus::{Bus, Config, EmbeddedBus, Inboxes, ManualClock};
 use choreo_schemas::eventbridge::PutEventsEntry;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 pub struct TestBus {
@@ -95,7 +95,11 @@ pub async fn put(bus: &EmbeddedBus, detail_type: &str, details: impl IntoIterato
 }
 
 pub fn opts(max: u32, visibility_s: u64) -> ReceiveOptions {
-    ReceiveOptions { max_messages: max, visibility_timeout: Duration::from_secs(visibility_s), wait_time: Duration::ZERO }
+    ReceiveOptions {
+        max_messages: max,
+        visibility_timeout: Duration::from_secs(visibility_s),
+        wait_time: Duration::ZERO,
+    }
 }
 
 /// Receives everything visible now (visibility 30 s).

@@ -67,7 +67,8 @@ async fn produce(bus: EmbeddedBus, run: u32, producer: usize) {
             .collect();
         match bus.put_events(entries).await {
             Ok(out) => {
-                let lines: String = out.entries.iter().filter_map(|e| e.event_id()).map(|id| format!("put {id}\n")).collect();
+                let lines: String =
+                    out.entries.iter().filter_map(|e| e.event_id()).map(|id| format!("put {id}\n")).collect();
                 say(lines);
             }
             Err(e) => eprintln!("put failed: {e}"),
