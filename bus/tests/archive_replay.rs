@@ -70,7 +70,8 @@ async fn archived_events_outlive_their_deliveries_and_expire_with_retention() {
     put(&t.bus, "SupportTriaged", [json!({"n": 2})]).await;
     assert_eq!(t.bus.purge_expired().await.unwrap(), 0);
     t.clock.advance(Duration::from_secs(86_400 + 1));
-    assert_eq!(t.bus.purge_expired().await.unwrap(), 1);
+    // The writer's own sweep (due every minute of the bus's clock) may get there first.
+    assert!(t.bus.purge_expired().await.unwrap() <= 1);
     assert_eq!(t.bus.describe_archive("week").await.unwrap().event_count, 1);
     assert_eq!(t.bus.describe_archive("forever").await.unwrap().event_count, 2, "retention 0 keeps forever");
 }
@@ -211,4 +212,33 @@ async fn replay_requests_are_checked() {
     assert_eq!(t.bus.describe_replay("zz").await.unwrap_err(), BusError::ReplayNotFound("zz".into()));
     t.bus.wait_replays().await.unwrap();
     assert_eq!(t.bus.list_replays().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_that_fills_the_store_fails_alone_and_the_bus_keeps_working() {
+    let t = open_with(|mut c| {
+        c.storage_limit = Some(1024 * 1024);
+        c.replay_batch = 50;
+        c
+    });
+    route(&t.bus, "payments", "SupportTriaged", policy(3, 3600)).await;
+    t.bus.create_archive(ArchiveSpec::new("all")).await.unwrap();
+    // Fill about half the store with archived events nobody routes.
+    let mut n = 0;
+    while t.bus.describe_archive("all").await.unwrap().size_bytes < 400 * 1024 {
+        put(&t.bus, "Unrouted", (0..10).map(|i| json!({"n": n * 10 + i, "pad": "x".repeat(3000)}))).await;
+        n += 1;
+    }
+    put(&t.bus, "SupportTriaged", [json!({"live": true})]).await;
+    t.bus.put_rule(choreo_bus::api::RuleSpec::new("everything", r#"{"source":["retail.test"]}"#)).await.unwrap();
+    t.bus.put_targets("everything", vec![choreo_bus::api::Target::new("inbox", "everything")]).await.unwrap();
+    t.bus.start_replay(replay("flood", hour(-1), hour(1), Some(&["everything"]))).await.unwrap();
+    t.bus.wait_replays().await.unwrap();
+    let r = t.bus.describe_replay("flood").await.unwrap();
+    assert_eq!(r.state, ReplayState::Failed, "{r:?}");
+    assert!(r.state_reason.as_deref().unwrap_or_default().contains("storage is full"), "{r:?}");
+    // The calls that free space still work.
+    let got = t.bus.receive("payments", opts(10, 30)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    t.bus.ack("payments", &got[0].receipt).await.unwrap();
 }

@@ -257,3 +257,27 @@ async fn a_long_poll_wakes_when_an_event_lands() {
     assert_eq!(got.len(), 1);
     assert_eq!(event_id(&got[0]), ids[0]);
 }
+
+#[tokio::test]
+async fn a_zero_visibility_timeout_hands_each_message_out_once_per_receive() {
+    let t = open();
+    route(&t.bus, "payments", "SupportTriaged", policy(5, 3600)).await;
+    put(&t.bus, "SupportTriaged", (0..3).map(|n| json!({"n": n}))).await;
+    let got = t.bus.receive("payments", opts(10, 0)).await.unwrap();
+    let ids: BTreeSet<String> = got.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!((got.len(), ids.len()), (3, 3));
+    assert!(got.iter().all(|m| m.receive_count == 1));
+}
+
+#[tokio::test]
+async fn message_ids_are_never_reused() {
+    let t = open();
+    route(&t.bus, "payments", "SupportTriaged", policy(5, 3600)).await;
+    let mut ids = BTreeSet::new();
+    for n in 0..3 {
+        put(&t.bus, "SupportTriaged", [json!({"n": n})]).await;
+        let got = t.bus.receive("payments", opts(1, 30)).await.unwrap();
+        assert!(ids.insert(got[0].message_id.clone()), "{} reused", got[0].message_id);
+        t.bus.ack("payments", &got[0].receipt).await.unwrap();
+    }
+}

@@ -204,6 +204,10 @@ async fn rule_and_target_calls_refuse_what_eventbridge_refuses() {
     let err =
         t.bus.put_targets("payments", vec![Target::new("t1", "in1").with_retry_policy(bad_policy)]).await.unwrap_err();
     assert!(err.to_string().contains("MaximumRetryAttempts: 186 is out of range 0..=185"), "{err}");
+    // A call naming a target the rule does not have changes nothing.
+    let err = t.bus.remove_targets("payments", &["inbox".into(), "nope".into()]).await.unwrap_err();
+    assert_eq!(err.to_string(), "invalid target `nope`: is not a target of rule `payments`");
+    assert_eq!(t.bus.describe_rule("payments").await.unwrap().targets.len(), 5);
     let ids: Vec<String> = ["inbox", "t1", "t2", "t3", "t4"].map(String::from).to_vec();
     t.bus.remove_targets("payments", &ids).await.unwrap();
     t.bus.delete_rule("payments").await.unwrap();

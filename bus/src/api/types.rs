@@ -179,7 +179,7 @@ impl RetryPolicy {
                 format!("{:?} is out of range 60..=86400 whole seconds", self.maximum_event_age),
             ));
         }
-        if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
+        if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base || self.backoff_cap > MAX_VISIBILITY {
             return Err(BusError::invalid(
                 field("backoff"),
                 format!("base {:?} must be above zero and at most the cap {:?}", self.backoff_base, self.backoff_cap),

@@ -82,7 +82,18 @@ pub(crate) fn read(ctx: &Ctx<'_>, only: Option<&str>) -> Result<Vec<Archive>, Bu
     .map_err(db)
 }
 
-/// Drops entries past their archive's retention; answers how many.
+/// Each archive's name and pattern, for routing.
+pub(crate) fn patterns(ctx: &Ctx<'_>) -> Result<Vec<(String, Option<String>)>, BusError> {
+    ctx.tx
+        .prepare_cached("SELECT name, pattern FROM archives ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|rows| rows.collect()))
+        .map_err(|e| ctx.db(e))
+}
+
+/// Entries dropped per archive per sweep at most, so that a sweep never holds the writer long.
+pub(crate) const SWEEP_CHUNK: u64 = 5_000;
+
+/// Drops entries past their archive's retention, a chunk at a time; answers how many.
 pub(crate) fn sweep(ctx: &mut Ctx<'_>) -> Result<u64, BusError> {
     let kept: Vec<(String, i64)> = ctx
         .tx
@@ -94,8 +105,10 @@ pub(crate) fn sweep(ctx: &mut Ctx<'_>) -> Result<u64, BusError> {
         let cutoff = ctx.now.saturating_sub(days.saturating_mul(DAY_MS));
         dropped += drop_entries(
             ctx,
-            "DELETE FROM archived WHERE archive = ?1 AND archived_ms < ?2 RETURNING seq",
-            params![name, cutoff],
+            "DELETE FROM archived WHERE (archive, time_ms, seq) IN
+               (SELECT archive, time_ms, seq FROM archived WHERE archive = ?1 AND archived_ms < ?2 LIMIT ?3)
+             RETURNING seq",
+            params![name, cutoff, SWEEP_CHUNK as i64],
         )?;
     }
     Ok(dropped)

@@ -74,7 +74,10 @@ pub(crate) fn receive(
     known(ctx, inbox)?;
     let hide_until = ctx.now.saturating_add(options.visibility_timeout.as_millis() as i64);
     let mut out = Vec::new();
-    'fill: while out.len() < options.max_messages as usize {
+    // Ids looked at in this call: with a zero visibility timeout a message handed out is
+    // visible again at once, and must not be handed out twice in one receive.
+    let mut seen = std::collections::HashSet::new();
+    while out.len() < options.max_messages as usize {
         let rows: Vec<Row> = {
             let mut stmt = ctx
                 .tx
@@ -82,19 +85,27 @@ pub(crate) fn receive(
                     "SELECT {COLUMNS} FROM messages WHERE inbox = ?1 AND visible_ms <= ?2 ORDER BY visible_ms, id LIMIT ?3"
                 ))
                 .map_err(|e| ctx.db(e))?;
-            let want = options.max_messages as usize - out.len();
+            let want = options.max_messages as usize - out.len() + seen.len();
             stmt.query_map(params![inbox, ctx.now, want as i64], row)
                 .and_then(|rows| rows.collect())
                 .map_err(|e| ctx.db(e))?
         };
-        if rows.is_empty() {
-            break;
-        }
+        let mut fresh = false;
         for r in rows {
+            if !seen.insert(r.id) {
+                continue;
+            }
+            fresh = true;
             if r.receipt.is_some() && timed_out(ctx, &r)? {
-                continue 'fill; // dead-lettered: look for another
+                continue; // dead-lettered
             }
             out.push(hand_out(ctx, inbox, r, hide_until)?);
+            if out.len() == options.max_messages as usize {
+                break;
+            }
+        }
+        if !fresh {
+            break;
         }
     }
     let next: Option<i64> = ctx

@@ -102,6 +102,10 @@ pub(crate) struct Wakers(Mutex<HashMap<String, Arc<Notify>>>);
 impl Wakers {
     fn get(&self, inbox: &str) -> Arc<Notify> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 1024 {
+            // Forget inboxes nobody waits on (names of unknown inboxes among them).
+            map.retain(|_, n| Arc::strong_count(n) > 1);
+        }
         map.entry(inbox.to_owned()).or_default().clone()
     }
 

@@ -157,8 +157,13 @@ struct Active {
     cursor: (i64, i64),
 }
 
-/// Advances every active replay by one batch.
+/// Advances every active replay by one batch. A replay whose batch fails (the store is full, an
+/// event cannot be routed) is rolled back to where it was and marked FAILED with the reason;
+/// the other replays and the calls of the same transaction go on.
 pub(crate) fn step(ctx: &mut Ctx<'_>) -> Result<(), BusError> {
+    for (name, reason) in std::mem::take(&mut ctx.st.replay_failures) {
+        finish(ctx, &name, ReplayState::Failed, Some(&reason))?;
+    }
     let active: Vec<Active> = ctx
         .tx
         .prepare_cached(
@@ -183,7 +188,15 @@ pub(crate) fn step(ctx: &mut Ctx<'_>) -> Result<(), BusError> {
         .map_err(|e| ctx.db(e))?;
     ctx.st.replays_active = !active.is_empty();
     for replay in active {
-        advance(ctx, replay)?;
+        let name = replay.name.clone();
+        if let Err(e) = ctx.in_savepoint(|ctx| advance(ctx, replay)) {
+            if ctx.tx.is_autocommit() {
+                // The transaction is gone: the next round records the failure.
+                ctx.st.replay_failures.push((name, e.to_string()));
+                return Err(e);
+            }
+            ctx.in_savepoint(|ctx| finish(ctx, &name, ReplayState::Failed, Some(&e.to_string())))?;
+        }
     }
     Ok(())
 }

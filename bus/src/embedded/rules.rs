@@ -232,6 +232,11 @@ pub(crate) fn put_targets(ctx: &mut Ctx<'_>, rule: &str, targets: Vec<Target>) -
 
 pub(crate) fn remove_targets(ctx: &mut Ctx<'_>, rule: &str, ids: &[String]) -> Result<(), BusError> {
     exists(ctx, rule)?;
+    let current: BTreeSet<String> =
+        read_rules(ctx, Some(rule))?.into_iter().flat_map(|r| r.targets.into_iter().map(|t| t.id)).collect();
+    if let Some(missing) = ids.iter().find(|id| !current.contains(*id)) {
+        return Err(BusError::invalid(format!("target `{missing}`"), format!("is not a target of rule `{rule}`")));
+    }
     for id in ids {
         let n = ctx
             .tx
@@ -280,12 +285,12 @@ pub(crate) fn load_routes(ctx: &Ctx<'_>) -> Result<Routes, BusError> {
         builder.add_rule(rule.name.clone(), parse_pattern(&rule.name, &rule.event_pattern)?);
         kinds.push(Route::Rule { name: rule.name, targets });
     }
-    for archive in super::archive::read(ctx, None)? {
-        match &archive.event_pattern {
-            None => every.push(archive.name),
+    for (name, pattern) in super::archive::patterns(ctx)? {
+        match pattern {
+            None => every.push(name),
             Some(text) => {
-                builder.add_rule(archive.name.clone(), parse_pattern(&archive.name, text)?);
-                kinds.push(Route::Archive(archive.name));
+                builder.add_rule(name.clone(), parse_pattern(&name, &text)?);
+                kinds.push(Route::Archive(name));
             }
         }
     }

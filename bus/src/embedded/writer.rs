@@ -5,13 +5,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::store::{Durability, Faults};
 use super::{Names, Wakers, archive, replay, rules};
-use crate::api::BusError;
+use crate::api::{BusError, StorageFault};
 use crate::clock::Clock;
 use crate::pattern::Scratch;
 
@@ -41,14 +41,7 @@ impl Job {
     ) -> Self {
         let run = move |ctx: Option<&mut Ctx<'_>>| -> Reply {
             let result = match ctx {
-                Some(ctx) => {
-                    let result = f(ctx);
-                    if let Err(e @ (BusError::Storage { .. } | BusError::Internal(_))) = &result {
-                        // The transaction may hold half of this call: none of the batch commits.
-                        ctx.poison(e.clone());
-                    }
-                    result
-                }
+                Some(ctx) => ctx.in_savepoint(f),
                 None => Err(BusError::Closed),
             };
             Box::new(move |failed: Option<&BusError>| {
@@ -64,6 +57,9 @@ impl Job {
 
 /// What the writer keeps between transactions.
 pub(crate) struct State {
+    /// Replays whose batch failed with a fault that rolled the transaction back: marked FAILED,
+    /// with the reason, by the next round.
+    pub replay_failures: Vec<(String, String)>,
     pub names: Arc<Names>,
     pub clock: Arc<dyn Clock>,
     /// The compiled rules and archives, or `None` when they must be read again.
@@ -74,6 +70,8 @@ pub(crate) struct State {
     pub rng: fastrand::Rng,
     pub replays_active: bool,
     pub replay_batch: usize,
+    /// After a failed batch, background work waits until then rather than spin on the fault.
+    pub background_pause: Instant,
     durability: Durability,
     synchronous: Option<Durability>,
     last_sweep: i64,
@@ -82,6 +80,7 @@ pub(crate) struct State {
 impl State {
     pub fn new(names: Arc<Names>, clock: Arc<dyn Clock>, durability: Durability, replay_batch: usize) -> Self {
         Self {
+            replay_failures: Vec::new(),
             names,
             clock,
             routes: None,
@@ -90,6 +89,7 @@ impl State {
             rng: fastrand::Rng::new(),
             replays_active: true, // until the store says otherwise
             replay_batch: replay_batch.max(1),
+            background_pause: Instant::now(),
             durability,
             synchronous: None,
             last_sweep: i64::MIN,
@@ -113,6 +113,38 @@ impl Ctx<'_> {
         self.poisoned.get_or_insert(e);
     }
 
+    /// Runs `f` so that it takes effect whole or not at all: a call that fails leaves nothing
+    /// behind, and the rest of its batch still commits. Only a fault that may have damaged the
+    /// transaction itself fails the whole batch.
+    pub fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, BusError>) -> Result<T, BusError> {
+        if let Err(e) = self.tx.execute_batch("SAVEPOINT call") {
+            let e = self.db(e);
+            self.poison(e.clone());
+            return Err(e);
+        }
+        let result = f(self);
+        if self.tx.is_autocommit() {
+            // SQLite rolled the whole transaction back (a full disk, an i/o error): nothing of
+            // the batch stands.
+            let e = match &result {
+                Err(e) => e.clone(),
+                Ok(_) => BusError::Internal("the transaction ended inside a call".into()),
+            };
+            self.poison(e.clone());
+            return Err(e);
+        }
+        let end = if result.is_ok() { "RELEASE call" } else { "ROLLBACK TO call; RELEASE call" };
+        if let Err(e) = self.tx.execute_batch(end) {
+            self.poison(self.db(e));
+        }
+        if let Err(e @ (BusError::Internal(_) | BusError::Storage { .. })) = &result
+            && !matches!(e, BusError::Storage { kind: StorageFault::Full, .. })
+        {
+            self.poison(e.clone());
+        }
+        result
+    }
+
     /// SQLite's error as the caller's error.
     pub fn db(&self, e: rusqlite::Error) -> BusError {
         self.faults.map(e)
@@ -121,9 +153,12 @@ impl Ctx<'_> {
     /// Marks rules, targets or archives changed: this process reloads them before the next
     /// event, and other processes on the same store see the generation move.
     pub fn changed(&mut self) -> Result<(), BusError> {
-        self.tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'", []).map_err(|e| self.db(e))?;
+        let generation = self
+            .tx
+            .query_row("UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value", [], |r| r.get(0))
+            .map_err(|e| self.db(e))?;
         self.st.routes = None;
-        self.st.generation = -1;
+        self.st.generation = generation;
         Ok(())
     }
 
@@ -138,7 +173,8 @@ impl Ctx<'_> {
 
 pub(crate) fn run(mut conn: Connection, faults: Faults, rx: Receiver<Job>, mut st: State, wakers: Arc<Wakers>) {
     loop {
-        let wait = if st.replays_active { Duration::ZERO } else { TICK };
+        let busy = st.replays_active && Instant::now() >= st.background_pause;
+        let wait = if busy { Duration::ZERO } else { TICK };
         let mut jobs = Vec::new();
         match rx.recv_timeout(wait) {
             Ok(job) => jobs.push(job),
@@ -151,12 +187,15 @@ pub(crate) fn run(mut conn: Connection, faults: Faults, rx: Receiver<Job>, mut s
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        if !jobs.is_empty() {
+            calls(&mut conn, &faults, &mut st, jobs, &wakers);
+        }
         let now = st.clock.now_ms();
         let sweep = now.saturating_sub(st.last_sweep) >= SWEEP_EVERY_MS;
-        if jobs.is_empty() && !sweep && !st.replays_active && !changed_elsewhere(&conn, &st) {
-            continue;
+        let replays = st.replays_active || changed_elsewhere(&conn, &st);
+        if (replays && Instant::now() >= st.background_pause) || sweep {
+            background(&mut conn, &faults, &mut st, sweep, &wakers);
         }
-        batch(&mut conn, &faults, &mut st, jobs, now, sweep, &wakers);
     }
 }
 
@@ -167,27 +206,30 @@ fn changed_elsewhere(conn: &Connection, st: &State) -> bool {
         .unwrap_or(false)
 }
 
-fn batch(
-    conn: &mut Connection,
+/// Sets how hard the next commit is pushed to disk, and opens its transaction.
+fn begin<'c>(
+    conn: &'c mut Connection,
     faults: &Faults,
     st: &mut State,
-    jobs: Vec<Job>,
-    now: i64,
-    sweep: bool,
-    wakers: &Wakers,
-) {
-    let background = sweep || st.replays_active;
-    let level = if background || jobs.iter().any(|j| j.durable) { st.durability } else { Durability::Normal };
+    durable: bool,
+) -> Result<Transaction<'c>, BusError> {
+    let level = if durable { st.durability } else { Durability::Normal };
     if st.synchronous != Some(level) {
-        match conn.pragma_update(None, "synchronous", level.pragma()) {
-            Ok(()) => st.synchronous = Some(level),
-            Err(e) => return fail_all(jobs, &faults.map(e), st),
-        }
+        st.synchronous = None;
+        conn.pragma_update(None, "synchronous", level.pragma()).map_err(|e| faults.map(e))?;
+        st.synchronous = Some(level);
     }
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| faults.map(e))
+}
+
+/// Runs the waiting calls in one transaction and answers them once it has committed.
+fn calls(conn: &mut Connection, faults: &Faults, st: &mut State, jobs: Vec<Job>, wakers: &Wakers) {
+    let durable = jobs.iter().any(|j| j.durable);
+    let tx = match begin(conn, faults, st, durable) {
         Ok(tx) => tx,
-        Err(e) => return fail_all(jobs, &faults.map(e), st),
+        Err(e) => return fail_all(jobs, &e, st),
     };
+    let now = st.clock.now_ms();
     let mut ctx = Ctx { tx: &tx, now, st, faults, landed: Vec::new(), poisoned: None };
     if let Err(e) = refresh(&mut ctx) {
         ctx.poison(e);
@@ -201,18 +243,6 @@ fn batch(
         match catch_unwind(AssertUnwindSafe(|| (job.run)(Some(&mut ctx)))) {
             Ok(reply) => replies.push(reply),
             Err(_) => ctx.poison(BusError::Internal("a bus call panicked; its batch was rolled back".into())),
-        }
-    }
-    if ctx.poisoned.is_none()
-        && ctx.st.replays_active
-        && let Err(e) = replay::step(&mut ctx)
-    {
-        ctx.poison(e);
-    }
-    if ctx.poisoned.is_none() && sweep {
-        match archive::sweep(&mut ctx) {
-            Ok(_) => ctx.st.last_sweep = now,
-            Err(e) => ctx.poison(e),
         }
     }
     let landed = std::mem::take(&mut ctx.landed);
@@ -230,15 +260,62 @@ fn batch(
             }
         }
         Some(e) => {
-            // Rolled back: what was cached from inside the transaction may be wrong.
-            st.routes = None;
-            st.generation = -1;
-            st.replays_active = true;
+            forget(st);
             for reply in replies {
                 reply(Some(&e));
             }
         }
     }
+}
+
+/// Work nobody waits on, in a transaction of its own so that its faults never fail a call:
+/// a batch of every active replay, and the archive sweep when due.
+fn background(conn: &mut Connection, faults: &Faults, st: &mut State, sweep: bool, wakers: &Wakers) {
+    let Ok(tx) = begin(conn, faults, st, true) else {
+        st.background_pause = Instant::now() + TICK;
+        return;
+    };
+    let now = st.clock.now_ms();
+    let mut ctx = Ctx { tx: &tx, now, st, faults, landed: Vec::new(), poisoned: None };
+    let mut outcome =
+        refresh(&mut ctx).and_then(|()| if ctx.st.replays_active { replay::step(&mut ctx) } else { Ok(()) });
+    let mut swept_all = true;
+    if outcome.is_ok() && sweep {
+        match ctx.in_savepoint(archive::sweep) {
+            Ok(dropped) => swept_all = dropped < archive::SWEEP_CHUNK,
+            Err(e) => outcome = Err(e),
+        }
+    }
+    if let Some(e) = ctx.poisoned.take() {
+        outcome = Err(e);
+    }
+    let landed = std::mem::take(&mut ctx.landed);
+    match outcome.and_then(|()| tx.commit().map_err(|e| faults.map(e))) {
+        Ok(()) => {
+            if sweep && swept_all {
+                st.last_sweep = now;
+            }
+            for inbox in dedup(landed) {
+                wakers.wake(&inbox);
+            }
+        }
+        Err(_) => {
+            // Tried again after a pause; a replay that cannot go on was noted in
+            // `replay_failures` and is marked FAILED by the next round.
+            forget(st);
+            st.background_pause = Instant::now() + TICK;
+            if sweep {
+                st.last_sweep = now;
+            }
+        }
+    }
+}
+
+/// After a rollback, what was cached from inside the transaction may be wrong.
+fn forget(st: &mut State) {
+    st.routes = None;
+    st.generation = -1;
+    st.replays_active = false; // the next round asks the store again
 }
 
 fn fail_all(jobs: Vec<Job>, e: &BusError, st: &mut State) {
