@@ -9,7 +9,8 @@ use ulid::Ulid;
 use url::Url;
 
 use super::{
-    AUTH_ID, AUTH_TYPE, AuthType, CAUSATION_ID, CORRELATION_ID, Envelope, EnvelopeError, JSON_CONTENT_TYPE, TRACEPARENT,
+    AUTH_ID, AUTH_TYPE, AuthType, BUDGET_HOPS, BUDGET_TOKENS, BUDGET_TURNS, CAUSATION_ID, CORRELATION_ID, Envelope,
+    EnvelopeError, JSON_CONTENT_TYPE, TRACEPARENT,
 };
 use crate::catalog::{CatalogEvent, schema_id};
 
@@ -114,11 +115,11 @@ impl EnvelopeBuilder {
     }
 
     /// Continues `parent`'s case: its correlation id (or its id when it opened the case),
-    /// trace and auth context are carried over, and `causationid` is set to its id.
+    /// trace, auth context and budget are carried over, and `causationid` is set to its id.
     pub fn caused_by(mut self, parent: &Envelope) -> Self {
         let correlation = parent.correlation_id().unwrap_or(parent.id()).to_owned();
         self = self.correlation_id(correlation).causation_id(parent.id());
-        for name in [TRACEPARENT, AUTH_TYPE, AUTH_ID] {
+        for name in [TRACEPARENT, AUTH_TYPE, AUTH_ID, BUDGET_TURNS, BUDGET_TOKENS, BUDGET_HOPS] {
             if let Some(value) = parent.extension(name) {
                 self = self.extension(name, value.clone());
             }

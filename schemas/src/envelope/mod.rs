@@ -1,6 +1,7 @@
 //! The CloudEvents 1.0 envelope every Choreo event travels in (JSON structured mode), with
 //! Choreo's extensions: the case (`correlationid`), the cause, the trace and the auth context.
 
+mod budget;
 mod builder;
 mod parse;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use url::Url;
 
+pub use budget::{BUDGET_HOPS, BUDGET_TOKENS, BUDGET_TURNS, Budget};
 pub use builder::EnvelopeBuilder;
 
 /// Extension: the case, the same on every event that follows from one request.
