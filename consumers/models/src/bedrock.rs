@@ -147,7 +147,7 @@ fn to_wire_message(message: &Message) -> Result<wire::Message, aws_smithy_types:
             ContentBlock::ToolResult(result) => wire::ContentBlock::ToolResult(
                 wire::ToolResultBlock::builder()
                     .tool_use_id(&result.tool_use_id)
-                    .content(wire::ToolResultContentBlock::Json(to_document(&result.content)))
+                    .content(wire::ToolResultContentBlock::Json(tool_result_document(&result.content)))
                     .status(match result.status {
                         ToolResultStatus::Success => wire::ToolResultStatus::Success,
                         ToolResultStatus::Error => wire::ToolResultStatus::Error,
@@ -259,6 +259,15 @@ fn classify(
         _ if status >= 500 => ModelError::Unavailable { model, message: format!("{status} {code}: {message}") },
         "" => ModelError::Rejected { model, status: status.to_string(), message },
         _ => ModelError::Rejected { model, status: format!("{status} {code}"), message },
+    }
+}
+
+/// A tool result as a `json` block: Converse refuses a `json` that is not an object, so any other
+/// value travels as `{"result": value}`.
+fn tool_result_document(content: &Value) -> Document {
+    match content {
+        Value::Object(_) => to_document(content),
+        other => to_document(&serde_json::json!({ "result": other })),
     }
 }
 
