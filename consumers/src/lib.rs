@@ -1,1 +1,5 @@
 //! The agent runtime (being written).
+
+pub mod manifest;
+pub mod store;
+pub mod tools;

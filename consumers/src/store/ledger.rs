@@ -1,0 +1,222 @@
+//! The effect ledger: every side-effecting tool call is recorded under its idempotency key
+//! before the effect (`started`) and after it (`done`), so a redelivery, a retry or a replay
+//! gets the recorded result back instead of acting again.
+
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Store, StoreError, now_ms};
+
+/// What the ledger says about a key when a call wants to act under it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Never seen: the caller now holds the key and must act, then [`Store::settle`].
+    Fresh,
+    /// Already done: this is the recorded result; do not act again.
+    Done(Value),
+    /// Started and never settled (a crash between the effect and its record, or another run
+    /// acting right now): the outcome is unknown.
+    InDoubt { started_at_ms: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectState {
+    Started,
+    Done,
+}
+
+/// One row of the ledger, for traces and tests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectRecord {
+    pub key: String,
+    pub agent: String,
+    pub event_id: String,
+    pub correlation_id: String,
+    pub tool: String,
+    pub args: Value,
+    pub state: EffectState,
+    pub result: Option<Value>,
+    /// How many later calls got the recorded result instead of acting.
+    pub suppressed: u32,
+}
+
+/// Who is claiming a key, for the record.
+pub struct ClaimMeta<'a> {
+    pub agent: &'a str,
+    pub event_id: &'a str,
+    pub correlation_id: &'a str,
+    pub tool: &'a str,
+    pub args: &'a Value,
+}
+
+impl Store {
+    /// Claims `key` for an effect: the first caller gets [`Claim::Fresh`]; later callers the
+    /// recorded result, or [`Claim::InDoubt`] while it is unsettled. A `Done` answer also
+    /// counts one suppressed effect.
+    pub fn claim(&self, key: &str, meta: &ClaimMeta<'_>) -> Result<Claim, StoreError> {
+        let conn = self.conn();
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO effects (key, agent, event_id, correlation_id, tool, args, state, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'started', ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute((
+                    key,
+                    meta.agent,
+                    meta.event_id,
+                    meta.correlation_id,
+                    meta.tool,
+                    meta.args.to_string(),
+                    now_ms(),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        if inserted == 1 {
+            return Ok(Claim::Fresh);
+        }
+        let (state, result, started_at): (String, Option<String>, i64) = conn
+            .prepare_cached("SELECT state, result, started_at FROM effects WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .map_err(|e| self.err(e))?;
+        if state == "done" {
+            conn.prepare_cached("UPDATE effects SET suppressed = suppressed + 1 WHERE key = ?1")
+                .and_then(|mut s| s.execute([key]))
+                .map_err(|e| self.err(e))?;
+            let result = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
+            return Ok(Claim::Done(result));
+        }
+        Ok(Claim::InDoubt { started_at_ms: started_at })
+    }
+
+    /// Records the result of the effect claimed under `key`.
+    pub fn settle(&self, key: &str, result: &Value) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("UPDATE effects SET state = 'done', result = ?2, finished_at = ?3 WHERE key = ?1")
+            .and_then(|mut s| s.execute((key, result.to_string(), now_ms())))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Gives a claim back when the effect certainly did not happen (the call failed before
+    /// acting, e.g. the downstream system was unavailable), so a retry may act.
+    pub fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("DELETE FROM effects WHERE key = ?1 AND state = 'started'")
+            .and_then(|mut s| s.execute([key]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The ledger's rows for a case, oldest first.
+    pub fn effects(&self, correlation_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, agent, event_id, correlation_id, tool, args, state, result, suppressed
+                 FROM effects WHERE correlation_id = ?1 ORDER BY started_at, rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([correlation_id], |r| {
+                let args: String = r.get(5)?;
+                let state: String = r.get(6)?;
+                let result: Option<String> = r.get(7)?;
+                Ok(EffectRecord {
+                    key: r.get(0)?,
+                    agent: r.get(1)?,
+                    event_id: r.get(2)?,
+                    correlation_id: r.get(3)?,
+                    tool: r.get(4)?,
+                    args: serde_json::from_str(&args).unwrap_or(Value::Null),
+                    state: if state == "done" { EffectState::Done } else { EffectState::Started },
+                    result: result.and_then(|r| serde_json::from_str(&r).ok()),
+                    suppressed: r.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The recorded result under `key`, if settled (without counting a suppression).
+    pub fn effect_result(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let conn = self.conn();
+        let result: Option<Option<String>> = conn
+            .prepare_cached("SELECT result FROM effects WHERE key = ?1 AND state = 'done'")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        Ok(result.flatten().and_then(|r| serde_json::from_str(&r).ok()))
+    }
+}
+
+/// The idempotency key of an effect: the event, the tool and its arguments in canonical form
+/// (object keys sorted at every level, no whitespace).
+pub fn effect_key(event_id: &str, tool: &str, args: &Value) -> String {
+    format!("{event_id}|{tool}|{}", canonical(args))
+}
+
+/// JSON with object keys sorted at every level and no insignificant whitespace.
+pub fn canonical(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(args: &Value) -> ClaimMeta<'_> {
+        ClaimMeta { agent: "payments", event_id: "e1", correlation_id: "c1", tool: "payments.refund_charge", args }
+    }
+
+    #[test]
+    fn the_first_claim_acts_and_later_ones_get_the_recorded_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let args = json!({"charge_id": "ch-1"});
+        let key = effect_key("e1", "payments.refund_charge", &args);
+        assert_eq!(store.claim(&key, &meta(&args)).unwrap(), Claim::Fresh);
+        assert!(matches!(store.claim(&key, &meta(&args)).unwrap(), Claim::InDoubt { .. }));
+        store.settle(&key, &json!({"refund_id": "rf-1"})).unwrap();
+        for _ in 0..2 {
+            assert_eq!(store.claim(&key, &meta(&args)).unwrap(), Claim::Done(json!({"refund_id": "rf-1"})));
+        }
+        let rows = store.effects("c1").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].suppressed, 2);
+        assert_eq!(rows[0].state, EffectState::Done);
+    }
+
+    #[test]
+    fn a_released_claim_can_be_taken_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let args = json!({});
+        store.claim("k", &meta(&args)).unwrap();
+        store.release("k").unwrap();
+        assert_eq!(store.claim("k", &meta(&args)).unwrap(), Claim::Fresh);
+    }
+
+    #[test]
+    fn keys_ignore_the_order_and_spacing_of_arguments() {
+        let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap();
+        assert_eq!(effect_key("e", "t", &a), effect_key("e", "t", &b));
+        assert_ne!(effect_key("e", "t", &a), effect_key("e2", "t", &a));
+        assert_eq!(canonical(&b), r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#);
+    }
+}

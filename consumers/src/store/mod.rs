@@ -1,0 +1,201 @@
+//! The runtime's own state in one SQLite file (`<data-dir>/agents.db`): the effect ledger,
+//! the case store (events, notes, spend), and which events each agent has handled.
+
+mod cases;
+mod ledger;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
+pub use ledger::{Claim, ClaimMeta, EffectRecord, EffectState, canonical, effect_key};
+
+/// The file name of the store in a data directory.
+pub const STORE_FILE: &str = "agents.db";
+
+/// Our `application_id`, so that another application's database is not taken for ours.
+const APPLICATION_ID: i32 = 0x4348_4147; // "CHAG"
+const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS effects (
+    key TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    args TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    suppressed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS effects_by_case ON effects (correlation_id);
+CREATE TABLE IF NOT EXISTS processed (
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (agent, event_id)
+);
+CREATE TABLE IF NOT EXISTS case_events (
+    correlation_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    causation_id TEXT,
+    time TEXT,
+    data TEXT NOT NULL,
+    PRIMARY KEY (correlation_id, event_id)
+);
+CREATE TABLE IF NOT EXISTS case_notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    correlation_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS case_notes_by_case ON case_notes (correlation_id);
+CREATE TABLE IF NOT EXISTS case_spend (
+    correlation_id TEXT PRIMARY KEY,
+    turns INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    hops INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Why the store failed; it names the file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {detail}", path.display())]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub detail: String,
+    /// A locked or busy database: trying again later may work.
+    pub retryable: bool,
+}
+
+/// The runtime's state. Calls are short SQLite statements behind one connection.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/agents.db`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(STORE_FILE);
+        let fail = |e: rusqlite::Error| StoreError::from_sqlite(&path, e);
+        std::fs::create_dir_all(dir).map_err(|e| StoreError {
+            path: dir.to_owned(),
+            detail: format!("cannot create the data directory: {e}"),
+            retryable: false,
+        })?;
+        let conn = Connection::open(&path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(fail)?;
+        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
+        if app != 0 && app != APPLICATION_ID {
+            return Err(StoreError { path, detail: "not a Choreo agents store".into(), retryable: false });
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError { path, detail: "written by a newer Choreo".into(), retryable: false });
+        }
+        // WAL with synchronous=NORMAL survives a process crash (kill -9) without an fsync per
+        // statement; the effects themselves are guarded downstream by idempotency keys too.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(fail)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        Ok(Self { conn: Mutex::new(conn), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each call is a statement or
+        // a transaction), so a poisoned lock is safe to take.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(&self.path, e)
+    }
+
+    /// Whether `agent` has already handled the CloudEvent `event_id`.
+    pub fn is_processed(&self, agent: &str, event_id: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT 1 FROM processed WHERE agent = ?1 AND event_id = ?2")
+            .map_err(|e| self.err(e))?;
+        stmt.exists((agent, event_id)).map_err(|e| self.err(e))
+    }
+
+    /// Records that `agent` has handled `event_id`, and how.
+    pub fn mark_processed(
+        &self,
+        agent: &str,
+        event_id: &str,
+        correlation_id: &str,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO processed (agent, event_id, correlation_id, outcome, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| s.execute((agent, event_id, correlation_id, outcome, now_ms())))
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+impl StoreError {
+    fn from_sqlite(path: &Path, e: rusqlite::Error) -> Self {
+        let retryable = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        StoreError { path: path.to_owned(), detail: e.to_string(), retryable }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processed_events_are_remembered_per_agent_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(!store.is_processed("payments", "e1").unwrap());
+            store.mark_processed("payments", "e1", "c1", "completed").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.is_processed("payments", "e1").unwrap());
+        assert!(!store.is_processed("orders", "e1").unwrap());
+    }
+
+    #[test]
+    fn another_applications_database_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        conn.pragma_update(None, "application_id", 42).unwrap();
+        drop(conn);
+        let err = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("agents.db") && err.contains("not a Choreo agents store"), "{err}");
+    }
+}
