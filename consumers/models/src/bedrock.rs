@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types as wire;
 use aws_smithy_types::{Document, Number};
@@ -224,11 +224,10 @@ fn classify(
     err: SdkError<ConverseError, aws_sdk_bedrockruntime::config::http::HttpResponse>,
 ) -> ModelError {
     let model = name.to_owned();
-    let context = |e: &dyn std::error::Error| DisplayErrorContext(e).to_string();
     let service = match err {
         SdkError::ServiceError(service) => service,
         other => {
-            let message = context(&other);
+            let message = error_chain(&other);
             return match other {
                 // A response arrived but could not be read as one (cut short, not HTTP).
                 SdkError::ResponseError(_) => ModelError::InvalidResponse { model, message },
@@ -245,10 +244,10 @@ fn classify(
     let err = service.into_err();
     // A 2xx whose body did not parse as a Converse answer.
     if (200..300).contains(&status) {
-        return ModelError::InvalidResponse { model, message: context(&err) };
+        return ModelError::InvalidResponse { model, message: error_chain(&err) };
     }
     let code = err.code().unwrap_or_default().to_owned();
-    let message = err.message().map_or_else(|| context(&err), str::to_owned);
+    let message = err.message().map_or_else(|| error_chain(&err), str::to_owned);
     match code.as_str() {
         "ThrottlingException" | "TooManyRequestsException" => ModelError::Throttled { model, message, retry_after },
         "ServiceUnavailableException"
@@ -260,6 +259,22 @@ fn classify(
         "" => ModelError::Rejected { model, status: status.to_string(), message },
         _ => ModelError::Rejected { model, status: format!("{status} {code}"), message },
     }
+}
+
+/// An error and its causes on one line (the SDK's own errors say little without their sources).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause's text.
+        if !message.ends_with(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// A tool result as a `json` block: Converse refuses a `json` that is not an object, so any other
