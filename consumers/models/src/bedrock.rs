@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types as wire;
@@ -22,6 +23,10 @@ use crate::{
 /// Attempts per call, the first included, unless [`BedrockModel::with_max_attempts`] says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
+/// How long one attempt may take, answer included, unless [`BedrockModel::with_attempt_timeout`]
+/// says otherwise: the SDK sets none, and a hung connection would hold the event forever.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A Bedrock model called through Converse.
 ///
 /// The SDK retries throttling, 5xx answers and connection failures itself (standard mode,
@@ -33,6 +38,7 @@ pub struct BedrockModel {
     client: Client,
     model_id: String,
     retry: RetryConfig,
+    attempt_timeout: Duration,
 }
 
 impl BedrockModel {
@@ -69,7 +75,7 @@ impl BedrockModel {
     /// A model on a client built by the caller (tests, custom credentials).
     pub fn new(client: Client, model_id: impl Into<String>) -> Self {
         let retry = RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS);
-        Self { client, model_id: model_id.into(), retry }
+        Self { client, model_id: model_id.into(), retry, attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT }
     }
 
     /// How many attempts the SDK makes per call, the first included (at least 1).
@@ -81,6 +87,12 @@ impl BedrockModel {
     /// The SDK's first backoff between attempts (1 s by default); later ones grow exponentially.
     pub fn with_initial_backoff(mut self, backoff: Duration) -> Self {
         self.retry = self.retry.with_initial_backoff(backoff);
+        self
+    }
+
+    /// How long one attempt may take before it is abandoned (and retried, attempts allowing).
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
         self
     }
 
@@ -119,8 +131,13 @@ impl Model for BedrockModel {
         if !request.tools.is_empty() {
             call = call.tool_config(to_wire_tools(request).map_err(build_error)?);
         }
-        // Per call, so the retry policy is this model's whatever client it was given.
-        let config = aws_sdk_bedrockruntime::config::Builder::default().retry_config(self.retry.clone());
+        // Per call, so the retry policy and timeout are this model's whatever client it was given;
+        // the client's other timeouts (connect…) are kept.
+        let timeouts =
+            self.client.config().timeout_config().map_or_else(TimeoutConfig::builder, TimeoutConfig::to_builder);
+        let config = aws_sdk_bedrockruntime::config::Builder::default()
+            .retry_config(self.retry.clone())
+            .timeout_config(timeouts.operation_attempt_timeout(self.attempt_timeout).build());
         match call.customize().config_override(config).send().await {
             Ok(output) => from_wire_output(&name, output),
             Err(err) => Err(classify(&name, err)),

@@ -244,3 +244,14 @@ async fn connection_refused_is_unavailable() {
 
     assert!(matches!(err, ModelError::Unavailable { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_unavailable_after_the_attempt_timeouts() {
+    let server = Server::start(vec![Reply::hang()]).await;
+    let model = model(&server.url).with_attempt_timeout(Duration::from_millis(200)).with_max_attempts(2);
+
+    let err = within(model.converse(&first_turn())).await.expect_err("timed out");
+
+    assert!(matches!(&err, ModelError::Unavailable { message, .. } if message.contains("timeout")), "{err:?}");
+    assert_eq!(server.requests().len(), 2, "a timed-out attempt is retried");
+}
