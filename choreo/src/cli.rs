@@ -26,9 +26,66 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the seeded support case end to end on the embedded bus, printing its timeline
+    #[command(after_help = DEMO_EXIT_CODES)]
+    Demo(DemoArgs),
+    /// Check the agent folders (manifests, prompts, tools, patterns, offline scripts, cases)
+    #[command(after_help = VALIDATE_EXIT_CODES)]
+    Validate(ValidateArgs),
     /// Check, test and benchmark EventBridge event patterns
     #[command(subcommand)]
     Pattern(PatternCommand),
+}
+
+const DEMO_EXIT_CODES: &str = "\
+Exit codes:
+  0  the case was resolved (OrderSupportCompleted), or escalated when the case calls for it
+  1  the case was escalated, or did not finish within --timeout
+  2  usage error
+  3  the agents could not start (an invalid agent folder, a data directory in use)";
+
+const VALIDATE_EXIT_CODES: &str = "\
+Exit codes:
+  0  every agent folder is valid
+  1  a problem was found (each is printed with its file and field)
+  2  usage error";
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The model: offline (deterministic, no network), bedrock:<model-id> or openai:<base-url>#<model>
+    #[arg(long, env = "CHOREO_MODEL", default_value = "offline", value_name = "MODEL")]
+    pub model: choreo_models::ModelSpec,
+    /// The agent folders (default: consumers/agents of this source tree)
+    #[arg(long, env = "CHOREO_AGENTS_DIR", value_name = "DIR")]
+    pub agents_dir: Option<PathBuf>,
+    /// Which seeded case to submit
+    #[arg(long, value_enum, default_value_t = DemoCase::Seeded)]
+    pub case: DemoCase,
+    /// Give up after this many seconds
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+/// The seeded cases of the retail data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCase {
+    /// c-1001, o-1001: charged twice, one of two items missing, needed tomorrow
+    Seeded,
+    /// c-1002, o-1002: one item missing
+    MissingItem,
+    /// c-1003, o-1003: charged twice
+    DoubleCharge,
+    /// c-1004, o-1004: the missing item is out of stock; an alternative is proposed
+    OutOfStock,
+    /// c-1001 asks about o-1005, which is not theirs: refused and escalated
+    NotYours,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The agent folders (default: consumers/agents of this source tree)
+    #[arg(long, env = "CHOREO_AGENTS_DIR", value_name = "DIR")]
+    pub agents_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,9 @@
 //! ```
 
 pub mod cli;
+pub mod demo;
 pub mod pattern_cmd;
+pub mod validate;
 
 use std::io::{self, BufReader, BufWriter, Write};
 
@@ -67,6 +69,18 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Runs a parsed command line on this process's stdin, stdout and stderr.
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
+        Command::Demo(args) => {
+            let mut output = io::stdout().lock();
+            let status = demo::run(&args, &cli.data_dir, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(status)
+        }
+        Command::Validate(args) => {
+            let mut output = io::stdout().lock();
+            let status = validate::run(&args, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(status)
+        }
         Command::Pattern(PatternCommand::Check(args)) => {
             let mut input = BufReader::with_capacity(64 * 1024, io::stdin().lock());
             let mut output = BufWriter::with_capacity(64 * 1024, io::stdout().lock());

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    ContentBlock, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StopReason, ToolResultStatus,
-    ToolUse, Usage,
+    ContentBlock, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StopReason, ToolResultStatus, ToolUse,
+    Usage,
 };
 
 /// The name of the script file in an agent's folder.
@@ -47,9 +47,20 @@ struct Rule {
     text: Option<String>,
 }
 
+/// A name for a value computed from the conversation, visible to later `let`s and rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Let {
+    name: String,
+    /// A minijinja expression.
+    value: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptFile {
+    #[serde(rename = "let", default)]
+    lets: Vec<Let>,
     #[serde(rename = "rule", default)]
     rules: Vec<Rule>,
 }
@@ -57,6 +68,7 @@ struct ScriptFile {
 #[derive(Debug)]
 struct Script {
     path: PathBuf,
+    lets: Vec<Let>,
     rules: Vec<Rule>,
 }
 
@@ -90,20 +102,26 @@ impl OfflineModel {
         if file.rules.is_empty() {
             return Err(OfflineScriptError::Parse { path: path.to_owned(), message: "no [[rule]]".into() });
         }
-        for (index, rule) in file.rules.iter().enumerate() {
-            self.check_rule(rule)
-                .map_err(|message| OfflineScriptError::Rule { path: path.to_owned(), index: index + 1, message })?;
+        for binding in &file.lets {
+            self.env.compile_expression(&binding.value).map_err(|e| OfflineScriptError::Parse {
+                path: path.to_owned(),
+                message: format!("let `{}`: {e}", binding.name),
+            })?;
         }
-        self.scripts.insert(agent.to_owned(), Script { path: path.to_owned(), rules: file.rules });
+        for (index, rule) in file.rules.iter().enumerate() {
+            self.check_rule(rule).map_err(|message| OfflineScriptError::Rule {
+                path: path.to_owned(),
+                index: index + 1,
+                message,
+            })?;
+        }
+        self.scripts.insert(agent.to_owned(), Script { path: path.to_owned(), lets: file.lets, rules: file.rules });
         Ok(())
     }
 
     /// The tools a script may call, for `choreo validate` to check against the manifest.
     pub fn script_tools(&self, agent: &str) -> Vec<String> {
-        self.scripts
-            .get(agent)
-            .map(|s| s.rules.iter().filter_map(|r| r.tool.clone()).collect())
-            .unwrap_or_default()
+        self.scripts.get(agent).map(|s| s.rules.iter().filter_map(|r| r.tool.clone()).collect()).unwrap_or_default()
     }
 
     fn check_rule(&self, rule: &Rule) -> Result<(), String> {
@@ -131,8 +149,15 @@ impl OfflineModel {
             model: "offline".into(),
             message: format!("agent `{}` has no {SCRIPT_FILE}", request.agent),
         })?;
-        let ctx = Conversation::read(&request.messages).into_context();
         let turn = request.messages.iter().filter(|m| m.role == Role::Assistant).count() + 1;
+        let mut ctx = Conversation::read(&request.messages).into_context(turn);
+        for binding in &script.lets {
+            let value = self.eval(&binding.value, &ctx).map_err(|message| ModelError::Config {
+                model: "offline".into(),
+                message: format!("{}: let `{}`: {message}", script.path.display(), binding.name),
+            })?;
+            ctx = minijinja::context! { ..minijinja::Value::from_iter([(binding.name.as_str(), value)]), ..ctx };
+        }
         for (index, rule) in script.rules.iter().enumerate() {
             let fail = |message: String| ModelError::Config {
                 model: "offline".into(),
@@ -150,7 +175,10 @@ impl OfflineModel {
             }
             if let Some(text) = &rule.text {
                 let text = self.env.render_str(text, &ctx).map_err(|e| fail(e.to_string()))?;
-                return Ok(Message { role: Role::Assistant, content: vec![ContentBlock::Text(text.trim().to_owned())] });
+                return Ok(Message {
+                    role: Role::Assistant,
+                    content: vec![ContentBlock::Text(text.trim().to_owned())],
+                });
             }
             let (Some(tool), Some(input)) = (&rule.tool, &rule.input) else { continue };
             let items: Vec<Mj> = match &rule.for_each {
@@ -198,8 +226,7 @@ impl Model for OfflineModel {
 
     async fn converse(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
         let message = self.answer(request)?;
-        let stop_reason =
-            if message.tool_uses().next().is_some() { StopReason::ToolUse } else { StopReason::EndTurn };
+        let stop_reason = if message.tool_uses().next().is_some() { StopReason::ToolUse } else { StopReason::EndTurn };
         // Tokens as a real model would roughly count them (4 characters each), so budgets
         // behave offline as they do online.
         let prompt = request.system.len() + serde_json::to_string(&request.messages).map_or(0, |s| s.len());
@@ -260,8 +287,9 @@ impl Conversation {
         conv
     }
 
-    fn into_context(self) -> Mj {
+    fn into_context(self, turn: usize) -> Mj {
         minijinja::context! {
+            turn => turn,
             event => Mj::from_serialize(&self.event),
             results => Mj::from_serialize(&self.results),
             all_results => Mj::from_serialize(&self.all_results),

@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn parses_the_three_kinds_and_prints_them_back() {
-        for text in ["offline", "bedrock:anthropic.claude-3-5-haiku-20241022-v1:0", "openai:http://localhost:11434/v1#llama3.1"]
+        for text in
+            ["offline", "bedrock:anthropic.claude-3-5-haiku-20241022-v1:0", "openai:http://localhost:11434/v1#llama3.1"]
         {
             let spec: ModelSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);

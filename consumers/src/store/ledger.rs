@@ -91,6 +91,40 @@ impl Store {
         Ok(Claim::InDoubt { started_at_ms: started_at })
     }
 
+    /// Records `result` under `key` in one step, unless the key is taken: answers `None` when
+    /// this call recorded it, or the result already there (counting one suppression). For
+    /// effects whose result is known before acting, such as a completion event built before
+    /// it is published, so that two runs racing for the key cannot both win.
+    pub fn record_once(&self, key: &str, meta: &ClaimMeta<'_>, result: &Value) -> Result<Option<Value>, StoreError> {
+        let conn = self.conn();
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO effects (key, agent, event_id, correlation_id, tool, args, state, result, started_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?7, ?8, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute((
+                    key,
+                    meta.agent,
+                    meta.event_id,
+                    meta.correlation_id,
+                    meta.tool,
+                    meta.args.to_string(),
+                    result.to_string(),
+                    now_ms(),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let existing: Option<String> = conn
+            .prepare_cached("UPDATE effects SET suppressed = suppressed + 1 WHERE key = ?1 RETURNING result")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        Ok(Some(existing.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null)))
+    }
+
     /// Records the result of the effect claimed under `key`.
     pub fn settle(&self, key: &str, result: &Value) -> Result<(), StoreError> {
         self.conn()
@@ -199,6 +233,16 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].suppressed, 2);
         assert_eq!(rows[0].state, EffectState::Done);
+    }
+
+    #[test]
+    fn record_once_lets_exactly_one_writer_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let args = json!({});
+        assert_eq!(store.record_once("k", &meta(&args), &json!(1)).unwrap(), None);
+        assert_eq!(store.record_once("k", &meta(&args), &json!(2)).unwrap(), Some(json!(1)));
+        assert_eq!(store.effect_result("k").unwrap(), Some(json!(1)));
     }
 
     #[test]

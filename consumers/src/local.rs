@@ -1,0 +1,177 @@
+//! The whole choreography in one process on the embedded default: the bus on SQLite, the
+//! back office, the runtime's store, every agent folder, and the model. Used by `choreo demo`,
+//! the end-to-end tests and the benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use choreo_backoffice::{BackOffice, BackOfficeError, DataSet};
+use choreo_bus::api::ArchiveSpec;
+use choreo_bus::{Bus, BusError, Clock, Config, EmbeddedBus, Inboxes, SystemClock};
+use choreo_models::{ModelError, ModelSpec};
+use choreo_schemas::catalog::{Channel, OrderSupportPlaced};
+use choreo_schemas::envelope::{AuthType, Budget};
+use choreo_schemas::{Envelope, EnvelopeBuilder};
+use chrono::NaiveDate;
+
+use crate::manifest::{self, Agent, ManifestError};
+use crate::observe::Observer;
+use crate::runner::{self, RunError, Services};
+use crate::runtime::{self, Runtime};
+use crate::store::{Store, StoreError};
+use crate::tools::Registry;
+
+/// The archive every event of the local bus goes to, for replays.
+pub const ARCHIVE: &str = "choreo";
+/// The file of the back office in a data directory.
+pub const BACKOFFICE_FILE: &str = "backoffice.db";
+
+/// The agent folders of this source tree, the default when none is given.
+pub fn default_agents_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("agents")
+}
+
+/// How to start.
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub agents_dir: PathBuf,
+    pub model: ModelSpec,
+    pub clock: Arc<dyn Clock>,
+    /// Loaded into a new back office; the seeded data set unless said.
+    pub data_set: Option<DataSet>,
+}
+
+impl Options {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            agents_dir: default_agents_dir(),
+            model: ModelSpec::Offline,
+            clock: Arc::new(SystemClock),
+            data_set: None,
+        }
+    }
+}
+
+/// Why the local system could not start or take a request.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("back office: {0}")]
+    BackOffice(#[from] BackOfficeError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
+    #[error("publish: {0}")]
+    Publish(#[from] RunError),
+    #[error("no agent folder under {}", .0.display())]
+    NoAgents(PathBuf),
+    #[error("{0}")]
+    Event(String),
+}
+
+/// Everything running.
+pub struct Local {
+    pub bus: Arc<EmbeddedBus>,
+    pub services: Arc<Services>,
+    pub agents: Vec<Agent>,
+    runtime: Runtime,
+}
+
+impl Local {
+    /// Opens (or creates) the data directory, subscribes every agent and starts them.
+    pub async fn start(options: Options) -> Result<Self, LocalError> {
+        let agents = manifest::discover(&options.agents_dir)?;
+        if agents.is_empty() {
+            return Err(LocalError::NoAgents(options.agents_dir));
+        }
+        let model = runtime::connect_model(&options.model, &agents).await?;
+        let bus =
+            Arc::new(EmbeddedBus::open(Config { clock: options.clock.clone(), ..Config::new(&options.data_dir) })?);
+        if let Err(e) = bus.describe_archive(ARCHIVE).await {
+            if matches!(e, BusError::ArchiveNotFound(_)) {
+                bus.create_archive(ArchiveSpec::new(ARCHIVE)).await?;
+            } else {
+                return Err(e.into());
+            }
+        }
+        runtime::install(bus.as_ref(), &agents).await?;
+        let backoffice = BackOffice::open(&options.data_dir.join(BACKOFFICE_FILE))?;
+        backoffice_seed(&backoffice, options.data_set)?;
+        let services = Arc::new(Services {
+            bus: bus.clone(),
+            store: Arc::new(Store::open(&options.data_dir)?),
+            backoffice: Arc::new(backoffice),
+            tools: Arc::new(Registry::standard()),
+            model,
+            clock: options.clock,
+            observer: Observer::default(),
+        });
+        let inboxes: Arc<dyn Inboxes> = bus.clone();
+        let runtime = Runtime::spawn(services.clone(), inboxes, agents.clone());
+        Ok(Self { bus, services, agents, runtime })
+    }
+
+    /// Publishes a customer's support request, as the ingest API would, and answers it.
+    pub async fn submit(&self, request: &SupportRequest) -> Result<Envelope, LocalError> {
+        let data = OrderSupportPlaced {
+            order_id: request.order_id.clone(),
+            message: request.message.clone(),
+            needed_by: request.needed_by,
+            channel: Channel::Web,
+        };
+        let envelope = EnvelopeBuilder::of("retail.support-api", &data)
+            .subject(format!("orders/{}", request.order_id))
+            .auth(AuthType::AppUser, &request.customer)
+            .budget(request.budget)
+            .time(self.services.clock.now())
+            .build()
+            .map_err(|e| LocalError::Event(e.to_string()))?;
+        choreo_schemas::catalog::validate_envelope(&envelope).map_err(|e| LocalError::Event(e.to_string()))?;
+        runner::publish(self.bus.as_ref(), &envelope).await?;
+        Ok(envelope)
+    }
+
+    /// Stops the agents; events in flight finish.
+    pub async fn shutdown(self) {
+        self.runtime.shutdown().await;
+    }
+}
+
+fn backoffice_seed(backoffice: &BackOffice, data_set: Option<DataSet>) -> Result<(), BackOfficeError> {
+    // A back office that has its data already (a data directory used before) is kept as is.
+    match backoffice.load(&data_set.unwrap_or_else(DataSet::seeded)) {
+        Ok(()) | Err(BackOfficeError::Invalid { field: "data_set", .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A customer's request for help with an order.
+#[derive(Debug, Clone)]
+pub struct SupportRequest {
+    pub customer: String,
+    pub order_id: String,
+    pub message: String,
+    pub needed_by: Option<NaiveDate>,
+    pub budget: Budget,
+}
+
+impl SupportRequest {
+    /// The seeded case: `c-1001` was charged twice for `o-1001`, received one of its two
+    /// items, and needs the order by `needed_by` (tomorrow).
+    pub fn seeded(needed_by: NaiveDate) -> Self {
+        Self {
+            customer: "c-1001".into(),
+            order_id: "o-1001".into(),
+            message: "I was charged twice for my Black Friday order, and only the headphones arrived — \
+                      the speaker is missing. It's a gift: I need everything by tomorrow."
+                .into(),
+            needed_by: Some(needed_by),
+            budget: Budget::default(),
+        }
+    }
+}

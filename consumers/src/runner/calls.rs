@@ -1,0 +1,276 @@
+//! A model's tool calls, carried out: registry tools (side effects through the effect ledger,
+//! scoped to the event's customer), the completion tools `complete.<Event>` and
+//! `case.escalate`. What the model got wrong is told to it; what the system got wrong ends
+//! the run.
+
+use std::time::Instant;
+
+use choreo_models::{ToolResult, ToolResultStatus, ToolSpec, ToolUse};
+use choreo_schemas::catalog::{self, CaseEscalated, EscalationReason};
+use choreo_schemas::{Envelope, EnvelopeBuilder};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Run, RunError, data_of, publish};
+use crate::observe::{StepKind, ToolOutcome};
+use crate::store::{Claim, ClaimMeta, NoteKind, effect_key};
+use crate::tools::{ToolContext, ToolError};
+
+/// The tool every agent has to hand a case to a human.
+pub const ESCALATE_TOOL: &str = "case.escalate";
+const COMPLETE_PREFIX: &str = "complete.";
+
+/// The completion tool of `event`: its input schema is the event's data schema.
+pub fn completion_tool(event: &str) -> Option<ToolSpec> {
+    let mut schema = catalog::lookup(event)?.schema().clone();
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("$schema");
+        map.remove("$id");
+    }
+    Some(ToolSpec {
+        name: format!("{COMPLETE_PREFIX}{event}"),
+        description: format!("Publishes `{event}`, your completion, with this data. Ends your work on the event."),
+        input_schema: schema,
+    })
+}
+
+/// Why and what, when the model hands a case to a human.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Escalate {
+    /// Why the case needs a human.
+    reason: EscalationReason,
+    /// What happened, for the human who takes the case.
+    #[schemars(length(min = 1))]
+    detail: String,
+}
+
+pub(super) fn escalate_spec() -> ToolSpec {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.inline_subschemas = true;
+    let mut schema = settings.into_generator().into_root_schema_for::<Escalate>();
+    schema.remove("$schema");
+    schema.remove("title");
+    ToolSpec {
+        name: ESCALATE_TOOL.into(),
+        description: "Hands the case to a human with the reason; no agent works on it after.".into(),
+        input_schema: schema.to_value(),
+    }
+}
+
+fn error(message: impl std::fmt::Display) -> Value {
+    json!({ "error": message.to_string() })
+}
+
+impl Run<'_> {
+    /// Carries out one tool call and says how it went, for the model.
+    pub(super) async fn call(&mut self, tool_use: &ToolUse) -> Result<ToolResult, RunError> {
+        let started = Instant::now();
+        let (outcome, result) = if let Some(event_type) = tool_use.name.strip_prefix(COMPLETE_PREFIX) {
+            self.complete(event_type, &tool_use.input).await?
+        } else if tool_use.name == ESCALATE_TOOL {
+            self.escalate_call(&tool_use.input).await?
+        } else {
+            self.call_registry(tool_use)?
+        };
+        self.step(StepKind::ToolCall {
+            tool: tool_use.name.clone(),
+            input: tool_use.input.clone(),
+            outcome,
+            result: result.clone(),
+            elapsed: started.elapsed(),
+        });
+        let status = match outcome {
+            ToolOutcome::Ok | ToolOutcome::Suppressed => ToolResultStatus::Success,
+            ToolOutcome::Refused | ToolOutcome::Error => ToolResultStatus::Error,
+        };
+        Ok(ToolResult { tool_use_id: tool_use.tool_use_id.clone(), content: result, status })
+    }
+
+    fn invalid(&self, message: String) -> Result<(ToolOutcome, Value), RunError> {
+        self.note(NoteKind::InvalidCall, &message)?;
+        Ok((ToolOutcome::Error, error(message)))
+    }
+
+    fn call_registry(&mut self, tool_use: &ToolUse) -> Result<(ToolOutcome, Value), RunError> {
+        let name = tool_use.name.as_str();
+        let tool = match self.services.tools.get(name) {
+            Some(tool) if self.agent.manifest.tools.iter().any(|t| t == name) => tool,
+            _ => {
+                let mut yours = self.agent.manifest.tools.clone();
+                yours.extend(self.agent.manifest.completes_with.iter().map(|e| format!("{COMPLETE_PREFIX}{e}")));
+                yours.push(ESCALATE_TOOL.into());
+                return self.invalid(format!("unknown tool `{name}`; your tools are: {}", yours.join(", ")));
+            }
+        };
+        let key = effect_key(self.event.id(), name, &tool_use.input);
+        let ctx = ToolContext {
+            agent: self.agent.name(),
+            event: self.event,
+            correlation_id: &self.correlation_id,
+            customer: self.customer(),
+            idempotency_key: &key,
+            today: self.services.clock.now().date_naive(),
+            backoffice: &self.services.backoffice,
+            store: &self.services.store,
+        };
+        let outcome = if tool.effect {
+            let meta = ClaimMeta {
+                agent: self.agent.name(),
+                event_id: self.event.id(),
+                correlation_id: &self.correlation_id,
+                tool: name,
+                args: &tool_use.input,
+            };
+            match self.services.store.claim(&key, &meta)? {
+                Claim::Done(recorded) => return Ok((ToolOutcome::Suppressed, recorded)),
+                // Unsettled: a crash between the effect and its record, or a run acting right
+                // now. The key travels downstream as the idempotency key, so acting again under
+                // it returns the first effect's result instead of acting twice.
+                Claim::Fresh | Claim::InDoubt { .. } => {}
+            }
+            let outcome = tool.call(&ctx, tool_use.input.clone());
+            match &outcome {
+                Ok(result) => self.services.store.settle(&key, result)?,
+                // Nothing was done: a retry may act.
+                Err(_) => self.services.store.release(&key)?,
+            }
+            outcome
+        } else {
+            tool.call(&ctx, tool_use.input.clone())
+        };
+        match outcome {
+            Ok(result) => Ok((ToolOutcome::Ok, result)),
+            Err(ToolError::Refused(reason)) => {
+                let detail = format!("{name} refused: {reason}");
+                self.note(NoteKind::Refused, &detail)?;
+                Ok((ToolOutcome::Refused, error(detail)))
+            }
+            Err(e @ ToolError::Invalid(_)) => self.invalid(format!("{name}: {e}")),
+            Err(e @ ToolError::Failed(_)) => Ok((ToolOutcome::Error, error(format!("{name}: {e}")))),
+            Err(ToolError::Unavailable(reason)) => {
+                Err(RunError::retryable("TOOL_UNAVAILABLE", format!("{name}: {reason}")))
+            }
+            Err(ToolError::Broken(reason)) => Err(RunError::permanent("TOOL_BROKEN", format!("{name}: {reason}"))),
+        }
+    }
+
+    async fn complete(&mut self, event_type: &str, data: &Value) -> Result<(ToolOutcome, Value), RunError> {
+        if !self.agent.manifest.completes_with.iter().any(|e| e == event_type) {
+            return self.invalid(format!(
+                "`{COMPLETE_PREFIX}{event_type}` is not yours; you complete with {}",
+                self.agent.manifest.completes_with.join(", ")
+            ));
+        }
+        if let Err(e) = catalog::validate(event_type, data) {
+            return self.invalid(format!("{COMPLETE_PREFIX}{event_type}: {e}"));
+        }
+        let key = if self.agent.manifest.once_per_case.iter().any(|e| e == event_type) {
+            format!("{}|{COMPLETE_PREFIX}{event_type}", self.correlation_id)
+        } else {
+            let n = self.completions_made.entry(event_type.to_owned()).or_default();
+            *n += 1;
+            format!("{}|{COMPLETE_PREFIX}{event_type}|{n}", self.event.id())
+        };
+        let builder = self.event.follow_up(self.agent.source(), event_type).data(data.clone());
+        let envelope = self.build(builder, data)?;
+        match self.publish_once(&key, envelope, &format!("{COMPLETE_PREFIX}{event_type}"))? {
+            (true, envelope) => {
+                self.publish(&envelope).await?;
+                let result = json!({ "published": envelope.id(), "type": event_type });
+                self.published.push(envelope);
+                Ok((ToolOutcome::Ok, result))
+            }
+            (false, envelope) => {
+                // Answered already, by this event's earlier delivery (publish again: consumers
+                // dedupe by id) or, once per case, by another event (nothing to do).
+                let by_this_event = envelope.causation_id() == Some(self.event.id());
+                if by_this_event {
+                    self.publish(&envelope).await?;
+                }
+                let result = json!({ "already_published": envelope.id(), "type": event_type });
+                self.published.push(envelope);
+                Ok((ToolOutcome::Suppressed, result))
+            }
+        }
+    }
+
+    async fn escalate_call(&mut self, input: &Value) -> Result<(ToolOutcome, Value), RunError> {
+        let escalate: Escalate = match serde_json::from_value(input.clone()) {
+            Ok(e) => e,
+            Err(e) => return self.invalid(format!("{ESCALATE_TOOL}: invalid input: {e}")),
+        };
+        let key = format!("{}|{ESCALATE_TOOL}", self.event.id());
+        self.escalate(escalate.reason, &escalate.detail, &key).await?;
+        let id = self.escalated.as_ref().and_then(|e| e.as_ref().map(|e| e.id().to_owned()));
+        Ok((ToolOutcome::Ok, json!({ "escalated": id })))
+    }
+
+    /// Publishes `CaseEscalated` once under `key` and ends the run as escalated.
+    pub(super) async fn escalate(
+        &mut self,
+        reason: EscalationReason,
+        detail: &str,
+        key: &str,
+    ) -> Result<super::Outcome, RunError> {
+        let order_id = data_of(self.event)["order_id"].as_str().filter(|id| id.starts_with("o-")).map(str::to_owned);
+        let data =
+            CaseEscalated { order_id, reason, detail: detail.to_owned(), escalated_by: self.agent.name().into() };
+        let data = serde_json::to_value(&data).map_err(|e| RunError::permanent("INTERNAL", e.to_string()))?;
+        let builder = self.event.follow_up(self.agent.source(), "CaseEscalated").data(data.clone());
+        let envelope = self.build(builder, &data)?;
+        self.note(NoteKind::Escalated, detail)?;
+        let (fresh, envelope) = self.publish_once(key, envelope, ESCALATE_TOOL)?;
+        if fresh || envelope.causation_id() == Some(self.event.id()) {
+            self.publish(&envelope).await?;
+        }
+        let published = fresh.then_some(envelope);
+        self.escalated = Some(published.clone());
+        Ok(super::Outcome::Escalated(published))
+    }
+
+    fn build(&self, builder: EnvelopeBuilder, data: &Value) -> Result<Envelope, RunError> {
+        let subject = self
+            .event
+            .subject()
+            .map(str::to_owned)
+            .or_else(|| data["order_id"].as_str().map(|id| format!("orders/{id}")));
+        let builder = match subject {
+            Some(subject) => builder.subject(subject),
+            None => builder,
+        };
+        builder.time(self.services.clock.now()).build().map_err(|e| RunError::permanent("INVALID_EVENT", e.to_string()))
+    }
+
+    /// Records `envelope` under `key` unless an envelope is there already: answers whether
+    /// this call recorded it, and the envelope to use.
+    fn publish_once(&self, key: &str, envelope: Envelope, tool: &str) -> Result<(bool, Envelope), RunError> {
+        let meta = ClaimMeta {
+            agent: self.agent.name(),
+            event_id: self.event.id(),
+            correlation_id: &self.correlation_id,
+            tool,
+            args: &Value::Null,
+        };
+        match self.services.store.record_once(key, &meta, &envelope.to_json_value())? {
+            None => Ok((true, envelope)),
+            Some(recorded) => {
+                let recorded = Envelope::from_json_value(recorded)
+                    .map_err(|e| RunError::permanent("LEDGER", format!("the ledger's record under `{key}`: {e}")))?;
+                Ok((false, recorded))
+            }
+        }
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), RunError> {
+        publish(self.services.bus.as_ref(), envelope).await?;
+        self.services.store.record_event(envelope)?;
+        self.step(StepKind::Published {
+            event_type: envelope.event_type().to_owned(),
+            published_id: envelope.id().to_owned(),
+            data: data_of(envelope),
+        });
+        Ok(())
+    }
+}

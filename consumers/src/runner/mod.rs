@@ -1,0 +1,272 @@
+//! The agent loop: one event in, Converse-style turns (model → tool calls → results → …) until
+//! the agent completes, escalates or ends its turn, within `max_turns` and the case's budget.
+
+mod calls;
+mod publish;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use choreo_backoffice::BackOffice;
+use choreo_bus::{Bus, Clock};
+use choreo_models::{ContentBlock, Message, Model, ModelRequest, Role, StopReason, ToolSpec};
+use choreo_schemas::Envelope;
+use choreo_schemas::catalog::EscalationReason;
+use choreo_schemas::envelope::{AuthType, Budget};
+use serde_json::Value;
+
+use crate::manifest::Agent;
+use crate::observe::{Observer, StepKind};
+use crate::store::{NoteKind, Store, StoreError};
+use crate::tools::Registry;
+
+pub use calls::{ESCALATE_TOOL, completion_tool};
+pub use publish::publish;
+
+/// What an agent run needs: the bus to publish on, the stores, the tools and the model.
+pub struct Services {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<Store>,
+    pub backoffice: Arc<BackOffice>,
+    pub tools: Arc<Registry>,
+    pub model: Arc<dyn Model>,
+    pub clock: Arc<dyn Clock>,
+    pub observer: Observer,
+}
+
+/// How a run ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The agent published these completions.
+    Completed(Vec<Envelope>),
+    /// The case went to a human (`CaseEscalated`).
+    Escalated(Option<Envelope>),
+    /// The agent ended its turn without completing, saying why.
+    NoCompletion(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed(_) => "completed",
+            Outcome::Escalated(_) => "escalated",
+            Outcome::NoCompletion(_) => "no_completion",
+        }
+    }
+}
+
+/// Why a run failed: retried later, or dead-lettered with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl RunError {
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into(), retryable: true }
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into(), retryable: false }
+    }
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        // The runtime's own store failing is never the event's fault: try again later.
+        RunError { code: "STORE".into(), message: e.to_string(), retryable: true }
+    }
+}
+
+/// One run of one agent on one event.
+pub(crate) struct Run<'a> {
+    pub services: &'a Services,
+    pub agent: &'a Agent,
+    pub event: &'a Envelope,
+    pub correlation_id: String,
+    pub budget: Budget,
+    pub published: Vec<Envelope>,
+    pub escalated: Option<Option<Envelope>>,
+    pub model_time: Duration,
+    completions_made: std::collections::HashMap<String, u32>,
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn step(&self, kind: StepKind) {
+        self.services.observer.emit(&self.correlation_id, self.agent.name(), self.event.id(), kind);
+    }
+
+    pub(crate) fn note(&self, kind: NoteKind, detail: &str) -> Result<(), RunError> {
+        Ok(self.services.store.note(&self.correlation_id, self.event.id(), self.agent.name(), kind, detail)?)
+    }
+
+    /// The customer the event acts for: its `authid` when `authtype` is `app_user`.
+    pub(crate) fn customer(&self) -> Option<&'a str> {
+        match self.event.auth_type() {
+            Some(AuthType::AppUser) => self.event.auth_id(),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `agent` on `event` to its end. The caller acknowledges the event on `Ok`, retries it
+/// on a retryable error and dead-letters it on a permanent one.
+pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result<(Outcome, Duration), RunError> {
+    let correlation_id = event.correlation_id().unwrap_or(event.id()).to_owned();
+    let mut run = Run {
+        services,
+        agent,
+        event,
+        correlation_id,
+        budget: event.budget().unwrap_or_default(),
+        published: Vec::new(),
+        escalated: None,
+        model_time: Duration::ZERO,
+        completions_made: Default::default(),
+    };
+    services.store.record_event(event)?;
+    if let Err(exhausted) = services.store.debit_hop(&run.correlation_id, &run.budget)? {
+        let outcome = run.budget_exhausted(&exhausted.to_string()).await?;
+        return Ok((outcome, run.model_time));
+    }
+    let outcome = run.converse().await?;
+    Ok((outcome, run.model_time))
+}
+
+impl Run<'_> {
+    async fn converse(&mut self) -> Result<Outcome, RunError> {
+        let tools = self.tool_specs();
+        let request_base = ModelRequest {
+            agent: self.agent.name().to_owned(),
+            system: self.system_prompt(),
+            messages: vec![Message::user_text(self.first_message())],
+            tools,
+            max_tokens: self.agent.manifest.max_tokens,
+        };
+        let mut request = request_base;
+        for turn in 1..=self.agent.manifest.max_turns {
+            if let Err(exhausted) = self.services.store.debit_turn(&self.correlation_id, &self.budget)? {
+                return self.budget_exhausted(&exhausted.to_string()).await;
+            }
+            let started = Instant::now();
+            let response = self.services.model.converse(&request).await;
+            let elapsed = started.elapsed();
+            self.model_time += elapsed;
+            let response = response.map_err(|e| RunError {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+                retryable: e.is_retryable(),
+            })?;
+            self.services.store.add_tokens(&self.correlation_id, response.usage.total())?;
+            self.step(StepKind::ModelTurn {
+                turn,
+                input_tokens: response.usage.input_tokens,
+                output_tokens: response.usage.output_tokens,
+                stop_reason: format!("{:?}", response.stop_reason),
+                elapsed,
+            });
+            let message = response.message;
+            let uses: Vec<_> = message.tool_uses().cloned().collect();
+            request.messages.push(Message { role: Role::Assistant, content: message.content.clone() });
+            if !uses.is_empty() {
+                let mut results = Vec::with_capacity(uses.len());
+                for tool_use in &uses {
+                    results.push(ContentBlock::ToolResult(self.call(tool_use).await?));
+                }
+                request.messages.push(Message { role: Role::User, content: results });
+                // Completing (or escalating) is the agent's last act: no further model call.
+                if let Some(escalated) = self.escalated.take() {
+                    return Ok(Outcome::Escalated(escalated));
+                }
+                if !self.published.is_empty() {
+                    return Ok(Outcome::Completed(std::mem::take(&mut self.published)));
+                }
+                continue;
+            }
+            match response.stop_reason {
+                StopReason::EndTurn | StopReason::StopSequence => {
+                    let text = message.text();
+                    self.note(NoteKind::NoCompletion, &text)?;
+                    self.step(StepKind::NoCompletion { text: text.clone() });
+                    return Ok(Outcome::NoCompletion(text));
+                }
+                StopReason::MaxTokens => {
+                    request.messages.push(Message::user_text(
+                        "Your answer was cut off at the token limit. Answer briefly: call a tool, or complete.",
+                    ));
+                }
+                other => {
+                    return Err(RunError::permanent(
+                        "MODEL_STOPPED",
+                        format!("the model stopped with {other:?} and no tool call"),
+                    ));
+                }
+            }
+        }
+        let detail = format!(
+            "agent `{}` used its {} turns on event {} without completing",
+            self.agent.name(),
+            self.agent.manifest.max_turns,
+            self.event.id()
+        );
+        self.escalate(EscalationReason::AgentFailed, &detail, &format!("{}|max_turns", self.event.id())).await
+    }
+
+    async fn budget_exhausted(&mut self, detail: &str) -> Result<Outcome, RunError> {
+        self.note(NoteKind::BudgetExhausted, detail)?;
+        // Once per case, whichever agent hits the limit first.
+        let key = format!("{}|budget_exhausted", self.correlation_id);
+        self.escalate(EscalationReason::BudgetExhausted, detail, &key).await
+    }
+
+    fn tool_specs(&self) -> Vec<ToolSpec> {
+        let mut specs: Vec<ToolSpec> = self
+            .agent
+            .manifest
+            .tools
+            .iter()
+            .filter_map(|name| self.services.tools.get(name))
+            .map(|t| ToolSpec {
+                name: t.name.to_owned(),
+                description: t.description.to_owned(),
+                input_schema: t.input_schema.clone(),
+            })
+            .collect();
+        specs.extend(self.agent.manifest.completes_with.iter().filter_map(|e| completion_tool(e)));
+        specs.push(calls::escalate_spec());
+        specs
+    }
+
+    fn system_prompt(&self) -> String {
+        let completions: Vec<String> =
+            self.agent.manifest.completes_with.iter().map(|e| format!("`complete.{e}`")).collect();
+        format!(
+            "{}\n\n---\nYou are the `{}` agent of a retail support team. You receive one event at a time, as JSON, \
+             and act only through your tools, for the customer the event acts for. When your part is done, call \
+             {} with the event's data (it is checked against its schema). If you cannot do your part, call \
+             `{ESCALATE_TOOL}` to hand the case to a human. If there is nothing for you to do yet, end your turn \
+             and say why.",
+            self.agent.prompt.trim(),
+            self.agent.name(),
+            completions.join(" or "),
+        )
+    }
+
+    fn first_message(&self) -> String {
+        let today = self.services.clock.now().date_naive();
+        format!(
+            "Today is {today}. Event `{}` on case `{}`:\n```json\n{}\n```",
+            self.event.event_type(),
+            self.correlation_id,
+            serde_json::to_string_pretty(&self.event.to_json_value()).unwrap_or_default()
+        )
+    }
+}
+
+/// The data of an event, or `null`.
+pub(crate) fn data_of(envelope: &Envelope) -> Value {
+    envelope.data().cloned().unwrap_or(Value::Null)
+}
