@@ -1,5 +1,6 @@
 //! The agent runtime (being written).
 
+pub mod cases;
 pub mod consumer;
 pub mod local;
 pub mod manifest;

@@ -2,14 +2,19 @@
 //! and, for the offline model, `offline.toml`. Discovered at start; nothing lists them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use choreo_bus::pattern::Pattern;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// The manifest file of an agent folder.
 pub const MANIFEST_FILE: &str = "agent.toml";
 /// The system prompt of an agent folder.
 pub const PROMPT_FILE: &str = "prompt.md";
+/// Events an agent brings of its own: `events/<EventName>.json`, each a JSON Schema of the
+/// event's data. Adding an agent with a new event touches no file outside its folder.
+pub const EVENTS_DIR: &str = "events";
 
 /// What an agent is: `agent.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -97,6 +102,22 @@ pub struct Agent {
     pub prompt: String,
     /// The rule's pattern as JSON text.
     pub pattern: String,
+    /// Events of the agent's own (`events/*.json`), beside the catalog's.
+    pub events: Vec<AgentEvent>,
+}
+
+/// An event an agent folder defines: its name and the JSON Schema of its data.
+#[derive(Clone)]
+pub struct AgentEvent {
+    pub name: String,
+    pub schema: Value,
+    validator: Arc<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for AgentEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentEvent").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl Agent {
@@ -117,6 +138,30 @@ impl Agent {
     /// The CloudEvent `source` of its completions.
     pub fn source(&self) -> String {
         format!("agents.{}", self.manifest.name)
+    }
+
+    /// The data schema of an event the agent may complete with: the catalog's, or its own.
+    pub fn event_schema(&self, event: &str) -> Option<Value> {
+        match choreo_schemas::catalog::lookup(event) {
+            Some(schema) => Some(schema.schema().clone()),
+            None => self.events.iter().find(|e| e.name == event).map(|e| e.schema.clone()),
+        }
+    }
+
+    /// Checks completion data against its event's schema; the error names the JSON pointer.
+    pub fn validate_event(&self, event: &str, data: &Value) -> Result<(), String> {
+        if choreo_schemas::catalog::lookup(event).is_some() {
+            return choreo_schemas::catalog::validate(event, data).map_err(|e| e.to_string());
+        }
+        let own = self.events.iter().find(|e| e.name == event).ok_or_else(|| format!("unknown event `{event}`"))?;
+        match own.validator.iter_errors(data).next() {
+            None => Ok(()),
+            Some(error) => {
+                let pointer = error.instance_path().as_str().to_owned();
+                let at = if pointer.is_empty() { "the root".to_owned() } else { format!("`{pointer}`") };
+                Err(format!("`{event}` data is invalid at {at}: {error}"))
+            }
+        }
     }
 }
 
@@ -163,8 +208,9 @@ pub fn load(dir: &Path) -> Result<Agent, ManifestError> {
     if manifest.completes_with.is_empty() {
         return Err(ManifestError::field(&path, "completes_with", "names no event"));
     }
+    let events = load_events(dir)?;
     for event in &manifest.completes_with {
-        if choreo_schemas::catalog::lookup(event).is_none() {
+        if choreo_schemas::catalog::lookup(event).is_none() && !events.iter().any(|e| &e.name == event) {
             return Err(ManifestError::field(&path, "completes_with", format!("unknown event `{event}`")));
         }
     }
@@ -186,7 +232,48 @@ pub fn load(dir: &Path) -> Result<Agent, ManifestError> {
     let prompt_path = dir.join(PROMPT_FILE);
     let prompt = std::fs::read_to_string(&prompt_path)
         .map_err(|source| ManifestError::Read { path: prompt_path.clone(), source })?;
-    Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern })
+    Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern, events })
+}
+
+/// Reads `events/*.json`: PascalCase names the catalog does not have, valid JSON Schemas.
+fn load_events(dir: &Path) -> Result<Vec<AgentEvent>, ManifestError> {
+    let events_dir = dir.join(EVENTS_DIR);
+    if !events_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries =
+        std::fs::read_dir(&events_dir).map_err(|source| ManifestError::Read { path: events_dir.clone(), source })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let mut events = Vec::new();
+    for path in paths {
+        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let pascal = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && name.chars().all(|c| c.is_ascii_alphanumeric());
+        if !pascal {
+            return Err(ManifestError::Parse { path, message: format!("event name `{name}` is not PascalCase") });
+        }
+        if choreo_schemas::catalog::lookup(&name).is_some() {
+            return Err(ManifestError::Parse {
+                path,
+                message: format!("`{name}` is an event of the catalog; an agent cannot redefine it"),
+            });
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| ManifestError::Read { path: path.clone(), source })?;
+        let schema: Value = serde_json::from_str(&text)
+            .map_err(|e| ManifestError::Parse { path: path.clone(), message: format!("not JSON: {e}") })?;
+        let validator = jsonschema::validator_for(&schema).map_err(|e| ManifestError::Parse {
+            path: path.clone(),
+            message: format!("not a valid JSON Schema: {e}"),
+        })?;
+        events.push(AgentEvent { name, schema, validator: Arc::new(validator) });
+    }
+    Ok(events)
 }
 
 /// Every agent folder under `root` (a folder with an `agent.toml`), sorted by name.

@@ -6,13 +6,14 @@
 use std::time::Instant;
 
 use choreo_models::{ToolResult, ToolResultStatus, ToolSpec, ToolUse};
-use choreo_schemas::catalog::{self, CaseEscalated, EscalationReason};
+use choreo_schemas::catalog::{CaseEscalated, EscalationReason};
 use choreo_schemas::{Envelope, EnvelopeBuilder};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Run, RunError, data_of, publish};
+use crate::manifest::Agent;
 use crate::observe::{StepKind, ToolOutcome};
 use crate::store::{Claim, ClaimMeta, NoteKind, effect_key};
 use crate::tools::{ToolContext, ToolError};
@@ -21,9 +22,9 @@ use crate::tools::{ToolContext, ToolError};
 pub const ESCALATE_TOOL: &str = "case.escalate";
 const COMPLETE_PREFIX: &str = "complete.";
 
-/// The completion tool of `event`: its input schema is the event's data schema.
-pub fn completion_tool(event: &str) -> Option<ToolSpec> {
-    let mut schema = catalog::lookup(event)?.schema().clone();
+/// The completion tool of `event` for `agent`: its input schema is the event's data schema.
+pub fn completion_tool(agent: &Agent, event: &str) -> Option<ToolSpec> {
+    let mut schema = agent.event_schema(event)?;
     if let Some(map) = schema.as_object_mut() {
         map.remove("$schema");
         map.remove("$id");
@@ -163,7 +164,7 @@ impl Run<'_> {
                 self.agent.manifest.completes_with.join(", ")
             ));
         }
-        if let Err(e) = catalog::validate(event_type, data) {
+        if let Err(e) = self.agent.validate_event(event_type, data) {
             return self.invalid(format!("{COMPLETE_PREFIX}{event_type}: {e}"));
         }
         let key = if self.agent.manifest.once_per_case.iter().any(|e| e == event_type) {

@@ -235,7 +235,7 @@ impl Run<'_> {
                 input_schema: t.input_schema.clone(),
             })
             .collect();
-        specs.extend(self.agent.manifest.completes_with.iter().filter_map(|e| completion_tool(e)));
+        specs.extend(self.agent.manifest.completes_with.iter().filter_map(|e| completion_tool(self.agent, e)));
         specs.push(calls::escalate_spec());
         specs
     }
