@@ -9,3 +9,4 @@ pub mod runner;
 pub mod runtime;
 pub mod store;
 pub mod tools;
+pub mod validate;
