@@ -128,6 +128,7 @@ impl Local {
             .subject(format!("orders/{}", request.order_id))
             .auth(AuthType::AppUser, &request.customer)
             .budget(request.budget)
+            .traceparent(choreo_schemas::envelope::new_traceparent())
             .time(self.services.clock.now())
             .build()
             .map_err(|e| LocalError::Event(e.to_string()))?;

@@ -119,12 +119,19 @@ impl EnvelopeBuilder {
     pub fn caused_by(mut self, parent: &Envelope) -> Self {
         let correlation = parent.correlation_id().unwrap_or(parent.id()).to_owned();
         self = self.correlation_id(correlation).causation_id(parent.id());
-        for name in [TRACEPARENT, AUTH_TYPE, AUTH_ID, BUDGET_TURNS, BUDGET_TOKENS, BUDGET_HOPS] {
+        for name in [AUTH_TYPE, AUTH_ID, BUDGET_TURNS, BUDGET_TOKENS, BUDGET_HOPS] {
             if let Some(value) = parent.extension(name) {
                 self = self.extension(name, value.clone());
             }
         }
-        self
+        // The same trace, one hop further: the parent's trace id, a new span id.
+        match parent.traceparent().and_then(child_traceparent) {
+            Some(child) => self.traceparent(child),
+            None => match parent.extension(TRACEPARENT) {
+                Some(value) => self.extension(TRACEPARENT, value.clone()),
+                None => self,
+            },
+        }
     }
 
     pub fn build(self) -> Result<Envelope, EnvelopeError> {
@@ -163,6 +170,26 @@ impl EnvelopeBuilder {
         }
         Envelope::try_from(event)
     }
+}
+
+/// A new W3C `traceparent` (version 00, sampled): a fresh trace for a new case.
+pub fn new_traceparent() -> String {
+    let trace = Ulid::generate().0;
+    let span = Ulid::generate().0 as u64;
+    format!("00-{trace:032x}-{:016x}-01", span.max(1))
+}
+
+/// The `traceparent` of a child span: the same version, trace id and flags, a new span id.
+/// `None` when `parent` is not a well-formed traceparent.
+pub fn child_traceparent(parent: &str) -> Option<String> {
+    let mut parts = parent.split('-');
+    let (version, trace, _span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if parts.next().is_some() || !hex(version, 2) || !hex(trace, 32) || !hex(flags, 2) {
+        return None;
+    }
+    let span = (Ulid::generate().0 as u64).max(1);
+    Some(format!("{version}-{trace}-{span:016x}-{flags}"))
 }
 
 impl Envelope {
@@ -236,6 +263,16 @@ mod tests {
     }
 
     #[test]
+    fn traceparents_are_w3c_shaped_and_malformed_parents_pass_through() {
+        let fresh = super::new_traceparent();
+        assert_eq!(fresh.len(), 55, "{fresh}");
+        assert!(fresh.starts_with("00-") && fresh.ends_with("-01"));
+        assert_eq!(super::child_traceparent("not-a-trace"), None);
+        let odd = Envelope::builder("s", "T").traceparent("odd").build().unwrap();
+        assert_eq!(odd.follow_up("s", "U").build().unwrap().traceparent(), Some("odd"));
+    }
+
+    #[test]
     fn first_event_of_a_case_names_the_case() {
         let e = placed();
         assert_eq!(e.correlation_id(), Some(e.id()));
@@ -249,7 +286,12 @@ mod tests {
         assert_ne!(child.id(), parent.id());
         assert_eq!(child.causation_id(), Some(parent.id()));
         assert_eq!(child.correlation_id(), parent.correlation_id());
-        assert_eq!(child.traceparent(), Some(TRACE));
+        // The same trace (id and flags), a new span for the new hop.
+        let trace = child.traceparent().unwrap();
+        assert_eq!(&trace[..36], &TRACE[..36]);
+        assert_eq!(&trace[52..], "-01");
+        assert_ne!(trace, TRACE);
+        assert_eq!(trace.len(), TRACE.len());
         assert_eq!(child.auth_type(), Some(AuthType::AppUser));
         assert_eq!(child.auth_id(), Some("c-1001"));
         let grandchild = child.follow_up("agents.payments", "PaymentIssueResolved").build().unwrap();

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 pub use budget::{BUDGET_HOPS, BUDGET_TOKENS, BUDGET_TURNS, Budget};
-pub use builder::EnvelopeBuilder;
+pub use builder::{EnvelopeBuilder, child_traceparent, new_traceparent};
 
 /// Extension: the case, the same on every event that follows from one request.
 pub const CORRELATION_ID: &str = "correlationid";
