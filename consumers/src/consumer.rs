@@ -123,13 +123,14 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
             settle_ack(inboxes, &inbox, &message).await;
         }
         Err(e) => {
-            step(StepKind::Failed { code: e.code.clone(), message: e.message.clone(), retryable: e.retryable });
             if !e.retryable {
                 let detail = format!("{}: {}", e.code, e.message);
                 let _ = services.store.note(&correlation, envelope.id(), agent.name(), NoteKind::Failed, &detail);
             }
-            let failure = Failure { code: e.code, message: e.message, retryable: e.retryable };
+            let failure = Failure { code: e.code.clone(), message: e.message.clone(), retryable: e.retryable };
             settle_nack(inboxes, &inbox, &message, failure).await;
+            // Reported once the bus has the failure, so a watcher sees the retry scheduled.
+            step(StepKind::Failed { code: e.code, message: e.message, retryable: e.retryable });
         }
     }
 }
