@@ -54,12 +54,16 @@ async fn acknowledged_puts_survive_sigkill_exactly_once_and_acked_deliveries_nev
     let dir = tempfile::tempdir().unwrap();
     let mut put = BTreeSet::new();
     let mut acked = BTreeSet::new();
+    let mut acking = BTreeSet::new();
     for (puts, acks) in [(300, 100), (700, 250), (1200, 400)] {
         for line in run_until_killed(dir.path(), puts, acks) {
             match line.split_once(' ') {
                 Some(("put", id)) => assert!(put.insert(id.to_owned()), "the bus gave out id {id} twice"),
                 Some(("ack", id)) => {
                     acked.insert(id.to_owned());
+                }
+                Some(("acking", id)) => {
+                    acking.insert(id.to_owned());
                 }
                 _ => panic!("unexpected line {line:?}"),
             }
@@ -86,8 +90,11 @@ async fn acknowledged_puts_survive_sigkill_exactly_once_and_acked_deliveries_nev
     assert!(twice.is_empty(), "events stored more than once: {twice:?}");
     let returned: Vec<_> = remaining.keys().filter(|id| acked.contains(*id)).collect();
     assert!(returned.is_empty(), "{} acknowledged deliveries came back: {returned:?}", returned.len());
-    let lost: Vec<_> = put.iter().filter(|id| !acked.contains(*id) && !remaining.contains_key(*id)).collect();
+    // An event may be gone without an `ack` line only if a consumer was acking it when killed.
+    let lost: Vec<_> = put.iter().filter(|id| !acking.contains(*id) && !remaining.contains_key(*id)).collect();
     assert!(lost.is_empty(), "{} acknowledged puts were lost: {lost:?}", lost.len());
+    let cut_short = acking.iter().filter(|id| !acked.contains(*id) && !remaining.contains_key(*id)).count();
+    assert!(cut_short <= 3, "{cut_short} acks cut short by 3 kills of one sequential consumer");
     eprintln!(
         "drill: {} puts answered, {} acks answered, {} left in the inbox after 3 kills",
         put.len(),
