@@ -55,6 +55,12 @@ async fn demo(args: &DemoArgs, data_dir: &Path, out: &mut impl Write) -> anyhow:
         dir.display()
     )?;
 
+    let shipped_before: Vec<String> = local
+        .services
+        .backoffice
+        .shipments(&request.order_id)
+        .map(|s| s.into_iter().map(|s| s.shipment_id).collect())
+        .unwrap_or_default();
     let mut steps = local.services.observer.subscribe();
     let started = Instant::now();
     let placed = local.submit(&request).await.context("publish the support request")?;
@@ -118,15 +124,25 @@ async fn demo(args: &DemoArgs, data_dir: &Path, out: &mut impl Write) -> anyhow:
             Status::Success
         }
     };
-    let refunds = backoffice.refunds(&request.order_id).map(|r| r.len()).unwrap_or(0);
-    let shipments = backoffice.shipments(&request.order_id).map(|s| s.len()).unwrap_or(0);
+    let refunds: Vec<String> =
+        backoffice.refunds(&request.order_id).map(|r| r.into_iter().map(|r| r.refund_id).collect()).unwrap_or_default();
+    let shipments: Vec<String> = backoffice
+        .shipments(&request.order_id)
+        .map(|s| s.into_iter().map(|s| s.shipment_id).filter(|id| !shipped_before.contains(id)).collect())
+        .unwrap_or_default();
     writeln!(
         out,
-        "\nCase {case}: {} wall, {} in the model, {} in the bus, loop and tools. Back office: {refunds} refund(s), {shipments} shipment(s) on {}.",
+        "\nCase {case}: {} from request to answer ({} in the model, {} in the bus, loop and tools).",
         ms(wall),
         ms(model_time),
         ms(wall.saturating_sub(model_time)),
-        request.order_id
+    )?;
+    writeln!(
+        out,
+        "Back office, order {}: refunds [{}], new shipments [{}].",
+        request.order_id,
+        refunds.join(", "),
+        shipments.join(", ")
     )?;
     Ok(status)
 }
@@ -260,14 +276,13 @@ fn compact(v: &Value) -> String {
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = vec![String::new()];
     for word in text.split_whitespace() {
-        let line = lines.last_mut().expect("one line at least");
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(word.to_owned());
-        } else {
-            if !line.is_empty() {
+        match lines.last_mut() {
+            Some(line) if line.is_empty() => line.push_str(word),
+            Some(line) if line.len() + 1 + word.len() <= width => {
                 line.push(' ');
+                line.push_str(word);
             }
-            line.push_str(word);
+            _ => lines.push(word.to_owned()),
         }
     }
     lines
