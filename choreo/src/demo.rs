@@ -174,7 +174,8 @@ fn print_step(
             writeln!(out, "{at}  {agent:<9}   {tool} {} {}{note}", compact(input), ms(*elapsed))
         }
         StepKind::Published { event_type, published_id, data } => {
-            writeln!(out, "{at}  {agent:<9} → {event_type} {} {}", short(published_id), gist(event_type, data))
+            let line = format!("{at}  {agent:<9} → {event_type} {} {}", short(published_id), gist(event_type, data));
+            writeln!(out, "{}", line.trim_end())
         }
         StepKind::NoCompletion { text } => writeln!(out, "{at}  {agent:<9}   (no completion) {text}"),
         StepKind::Failed { code, message, retryable } => {
