@@ -88,8 +88,10 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
             return;
         }
     };
-    if choreo_schemas::catalog::lookup(envelope.event_type()).is_some() {
-        if let Err(e) = choreo_schemas::catalog::validate_envelope(&envelope) {
+    if choreo_schemas::catalog::lookup(envelope.event_type()).is_some()
+        && let Err(e) = choreo_schemas::catalog::validate_envelope(&envelope)
+    {
+        {
             // Data that breaks its event's schema: no retry can fix it; the reason goes with it.
             let failure = Failure::permanent("MALFORMED_EVENT", format!("event {}: {e}", envelope.id()));
             settle_nack(inboxes, &inbox, &message, failure).await;

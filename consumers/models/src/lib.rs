@@ -1,6 +1,27 @@
 //! The model an agent talks to, behind one trait with Converse semantics: messages of content
 //! blocks (text, toolUse, toolResult), tool specs with JSON Schemas, stop reasons, token usage.
 //! Bedrock Converse, OpenAI-compatible chat endpoints and the offline model all speak it.
+//!
+//! ```
+//! use choreo_models::{Message, Model, ModelRequest, ModelSpec, OfflineModel};
+//!
+//! # async fn demo(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! assert_eq!("bedrock:amazon.nova-lite-v1:0".parse::<ModelSpec>()?.to_string(), "bedrock:amazon.nova-lite-v1:0");
+//! std::fs::write(dir.join("offline.toml"), "[[rule]]\ntext = 'Hello from {{ event.data.who }}'\n")?;
+//! let mut model = OfflineModel::new();
+//! model.load_script("greeter", &dir.join("offline.toml"))?;
+//! let request = ModelRequest {
+//!     agent: "greeter".into(),
+//!     system: "Greet.".into(),
+//!     messages: vec![Message::user_text("```json\n{\"data\": {\"who\": \"c-1001\"}}\n```")],
+//!     tools: vec![],
+//!     max_tokens: 100,
+//! };
+//! assert_eq!(model.converse(&request).await?.message.text(), "Hello from c-1001");
+//! # Ok(())
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo(tempfile::tempdir().unwrap().path())).unwrap();
+//! ```
 
 mod bedrock;
 mod offline;

@@ -226,7 +226,7 @@ impl Run<'_> {
         if fresh || envelope.causation_id() == Some(self.event.id()) {
             self.publish(&envelope).await?;
         }
-        let published = fresh.then_some(envelope);
+        let published = fresh.then(|| Box::new(envelope));
         self.escalated = Some(published.clone());
         Ok(super::Outcome::Escalated(published))
     }

@@ -40,7 +40,7 @@ pub enum Outcome {
     /// The agent published these completions.
     Completed(Vec<Envelope>),
     /// The case went to a human (`CaseEscalated`).
-    Escalated(Option<Envelope>),
+    Escalated(Option<Box<Envelope>>),
     /// The agent ended its turn without completing, saying why.
     NoCompletion(String),
 }
@@ -89,7 +89,7 @@ pub(crate) struct Run<'a> {
     pub correlation_id: String,
     pub budget: Budget,
     pub published: Vec<Envelope>,
-    pub escalated: Option<Option<Envelope>>,
+    pub escalated: Option<Option<Box<Envelope>>>,
     pub model_time: Duration,
     completions_made: std::collections::HashMap<String, u32>,
 }
