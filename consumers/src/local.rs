@@ -8,7 +8,7 @@ use std::sync::Arc;
 use choreo_backoffice::{BackOffice, BackOfficeError, DataSet};
 use choreo_bus::api::ArchiveSpec;
 use choreo_bus::{Bus, BusError, Clock, Config, EmbeddedBus, Inboxes, SystemClock};
-use choreo_models::{ModelError, ModelSpec};
+use choreo_models::{Model, ModelError, ModelSpec};
 use choreo_schemas::catalog::{Channel, OrderSupportPlaced};
 use choreo_schemas::envelope::{AuthType, Budget};
 use choreo_schemas::{Envelope, EnvelopeBuilder};
@@ -39,7 +39,12 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// Loaded into a new back office; the seeded data set unless said.
     pub data_set: Option<DataSet>,
+    /// Wraps the model (instrumentation, fault injection in drills), like a tower layer.
+    pub model_layer: Option<ModelLayer>,
 }
+
+/// A function that wraps the model the agents use.
+pub type ModelLayer = Box<dyn FnOnce(Arc<dyn Model>) -> Arc<dyn Model> + Send>;
 
 impl Options {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -49,6 +54,7 @@ impl Options {
             model: ModelSpec::Offline,
             clock: Arc::new(SystemClock),
             data_set: None,
+            model_layer: None,
         }
     }
 }
@@ -89,7 +95,10 @@ impl Local {
         if agents.is_empty() {
             return Err(LocalError::NoAgents(options.agents_dir));
         }
-        let model = runtime::connect_model(&options.model, &agents).await?;
+        let mut model = runtime::connect_model(&options.model, &agents).await?;
+        if let Some(layer) = options.model_layer {
+            model = layer(model);
+        }
         let bus =
             Arc::new(EmbeddedBus::open(Config { clock: options.clock.clone(), ..Config::new(&options.data_dir) })?);
         if let Err(e) = bus.describe_archive(ARCHIVE).await {
