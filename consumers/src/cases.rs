@@ -73,19 +73,7 @@ pub struct ExpectedEvent {
 
 /// Every case of the agent folder `dir`, sorted by file name.
 pub fn load(dir: &Path) -> Result<Vec<(PathBuf, AgentCase)>, ManifestError> {
-    let cases_dir = dir.join(CASES_DIR);
-    if !cases_dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let entries =
-        std::fs::read_dir(&cases_dir).map_err(|source| ManifestError::Read { path: cases_dir.clone(), source })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    paths.sort();
-    paths
+    crate::manifest::json_files(&dir.join(CASES_DIR))?
         .into_iter()
         .map(|path| {
             let text =

@@ -235,22 +235,25 @@ pub fn load(dir: &Path) -> Result<Agent, ManifestError> {
     Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern, events })
 }
 
-/// Reads `events/*.json`: PascalCase names the catalog does not have, valid JSON Schemas.
-fn load_events(dir: &Path) -> Result<Vec<AgentEvent>, ManifestError> {
-    let events_dir = dir.join(EVENTS_DIR);
-    if !events_dir.is_dir() {
+/// The `*.json` files of `dir`, sorted; none when `dir` does not exist.
+pub(crate) fn json_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let entries =
-        std::fs::read_dir(&events_dir).map_err(|source| ManifestError::Read { path: events_dir.clone(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::Read { path: dir.to_owned(), source })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// Reads `events/*.json`: PascalCase names the catalog does not have, valid JSON Schemas.
+fn load_events(dir: &Path) -> Result<Vec<AgentEvent>, ManifestError> {
     let mut events = Vec::new();
-    for path in paths {
+    for path in json_files(&dir.join(EVENTS_DIR))? {
         let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let pascal = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
             && name.chars().all(|c| c.is_ascii_alphanumeric());

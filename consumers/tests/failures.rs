@@ -38,28 +38,9 @@ fn receive_options() -> ReceiveOptions {
     ReceiveOptions { max_messages: 1, visibility_timeout: Duration::from_secs(30), wait_time: Duration::from_secs(1) }
 }
 
-/// A payments model that refunds every duplicate it sees, refunded already or not: only the
-/// effect ledger stands between a redelivery and a second refund.
-const NAIVE_PAYMENTS: &str = r#"
-[[rule]]
-when = 'calls["payments.list_charges"] is undefined'
-tool = "payments.list_charges"
-input = '{"order_id": {{ event.data.order_id | tojson }}}'
-
-[[rule]]
-when = 'calls["payments.refund_charge"] is undefined'
-for_each = 'results["payments.list_charges"].charges | selectattr("duplicate_of") | list'
-tool = "payments.refund_charge"
-input = '{"charge_id": {{ item.charge_id | tojson }}, "reason": {{ ("duplicate of " ~ item.duplicate_of) | tojson }}}'
-
-[[rule]]
-tool = "complete.PaymentIssueResolved"
-input = '{"order_id": {{ event.data.order_id | tojson }}, "outcome": "refunded", "refunds": [], "summary": "Refunded."}'
-"#;
-
 #[tokio::test]
 async fn a_crash_between_the_refund_and_the_ack_still_refunds_once() {
-    let agents = agents_with_payments_script(NAIVE_PAYMENTS);
+    let agents = agents_with_payments_script(include_str!("fixtures/naive_payments.toml"));
     let rig = common::Rig::with_agents(agents.path()).await;
 
     let payments = Arc::new(rig.agent("payments").clone());

@@ -10,25 +10,6 @@ use std::process::Command;
 use choreo_backoffice::BackOffice;
 use choreo_consumers::store::Store;
 
-const NAIVE_PAYMENTS: &str = r#"
-[[rule]]
-when = 'calls["payments.list_charges"] is undefined'
-tool = "payments.list_charges"
-input = '{"order_id": {{ event.data.order_id | tojson }}}'
-
-[[rule]]
-when = 'calls["payments.refund_charge"] is undefined'
-for_each = 'results["payments.list_charges"].charges | selectattr("duplicate_of") | list'
-tool = "payments.refund_charge"
-input = '{"charge_id": {{ item.charge_id | tojson }}, "reason": {{ ("duplicate of " ~ item.duplicate_of) | tojson }}}'
-
-[[rule]]
-tool = "complete.PaymentIssueResolved"
-input = '''{"order_id": {{ event.data.order_id | tojson }}, "outcome": "refunded",
-  "refunds": [{%- for r in all_results["payments.refund_charge"] %}{"charge_id": {{ r.charge_id | tojson }}, "refund_id": {{ r.refund_id | tojson }}, "amount": {"amount_minor": {{ r.amount_minor }}, "currency": {{ r.currency | tojson }}}}{{ "," if not loop.last }}{% endfor %}],
-  "summary": "We refunded the duplicate charge."}'''
-"#;
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -50,7 +31,8 @@ fn drill(data: &Path, agents: &Path, args: &[&str]) -> std::process::Output {
 fn a_crash_between_the_refund_and_the_ack_refunds_once_after_the_restart() {
     let agents = tempfile::tempdir().unwrap();
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../consumers/agents"), agents.path());
-    std::fs::write(agents.path().join("payments/offline.toml"), NAIVE_PAYMENTS).unwrap();
+    let naive = Path::new(env!("CARGO_MANIFEST_DIR")).join("../consumers/tests/fixtures/naive_payments.toml");
+    std::fs::copy(naive, agents.path().join("payments/offline.toml")).unwrap();
     let data = tempfile::tempdir().unwrap();
 
     let crashed = drill(data.path(), agents.path(), &["crash"]);
