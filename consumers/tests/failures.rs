@@ -266,3 +266,46 @@ async fn a_throttled_model_is_retried_after_a_backoff_and_completes() {
     assert_eq!(deliveries, [1, 2]);
     assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1);
 }
+
+/// A model whose first answer says it stops for a tool but calls none.
+struct EmptyToolTurn {
+    inner: Arc<dyn Model>,
+    first: AtomicU32,
+}
+
+#[async_trait]
+impl Model for EmptyToolTurn {
+    fn name(&self) -> String {
+        "empty-tool-turn".into()
+    }
+
+    async fn converse(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
+        if self.first.swap(1, Ordering::SeqCst) == 0 {
+            return Ok(ModelResponse {
+                message: choreo_models::Message {
+                    role: choreo_models::Role::Assistant,
+                    content: vec![choreo_models::ContentBlock::Text("Let me look that up.".into())],
+                },
+                stop_reason: choreo_models::StopReason::ToolUse,
+                usage: Default::default(),
+            });
+        }
+        self.inner.converse(request).await
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_stops_for_a_tool_but_calls_none_is_told_and_the_agent_goes_on() {
+    let agents = manifest::discover(&default_agents_dir()).unwrap();
+    let inner = runtime::connect_model(&ModelSpec::Offline, &agents).await.unwrap();
+    let rig = common::Rig::with_model(agents, Arc::new(EmptyToolTurn { inner, first: AtomicU32::new(0) })).await;
+    let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
+    let (outcome, _) = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
+    assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+    let notes = rig.services.store.notes(event.correlation_id().unwrap()).unwrap();
+    assert!(
+        notes.iter().any(|n| n.kind == NoteKind::InvalidCall && n.detail.contains("holds no tool call")),
+        "{notes:?}"
+    );
+    assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1);
+}

@@ -198,6 +198,15 @@ impl Run<'_> {
                         "Your answer was cut off at the token limit. Answer briefly: call a tool, or complete.",
                     ));
                 }
+                StopReason::ToolUse => {
+                    // Said it would call a tool and called none: tell it, as with any bad call.
+                    let detail = "the answer stopped for tool use but holds no tool call";
+                    self.note(NoteKind::InvalidCall, detail)?;
+                    request.messages.push(Message::user_text(
+                        "Your last answer stopped for tool use but held no tool call. Call one of your tools, \
+                         or `complete.<Event>` when your part is done.",
+                    ));
+                }
                 other => {
                     return Err(RunError::permanent(
                         "MODEL_STOPPED",
