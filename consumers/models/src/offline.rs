@@ -115,6 +115,31 @@ impl OfflineModel {
                 message,
             })?;
         }
+        // Compiled once, here: every later call only renders.
+        let expressions = file
+            .lets
+            .iter()
+            .map(|l| &l.value)
+            .chain(file.rules.iter().flat_map(|r| [&r.when, &r.for_each].into_iter().flatten()));
+        for expr in expressions {
+            let name = format!("expr:{expr}");
+            if self.env.get_template(&name).is_err() {
+                // An expression as a template that sets `value`, so it is compiled once and
+                // evaluated to a value (minijinja's compiled expressions borrow the environment).
+                self.env.add_template_owned(name, format!("{{% set value = ({expr}) %}}")).map_err(|e| {
+                    OfflineScriptError::Parse { path: path.to_owned(), message: format!("expression `{expr}`: {e}") }
+                })?;
+            }
+        }
+        for template in file.rules.iter().flat_map(|r| [&r.input, &r.text].into_iter().flatten()) {
+            let name = format!("tpl:{template}");
+            if self.env.get_template(&name).is_err() {
+                self.env.add_template_owned(name, template.clone()).map_err(|e| OfflineScriptError::Parse {
+                    path: path.to_owned(),
+                    message: format!("template: {e}"),
+                })?;
+            }
+        }
         self.scripts.insert(agent.to_owned(), Script { path: path.to_owned(), lets: file.lets, rules: file.rules });
         Ok(())
     }
@@ -174,7 +199,7 @@ impl OfflineModel {
                 }
             }
             if let Some(text) = &rule.text {
-                let text = self.env.render_str(text, &ctx).map_err(|e| fail(e.to_string()))?;
+                let text = self.render(text, &ctx).map_err(&fail)?;
                 return Ok(Message {
                     role: Role::Assistant,
                     content: vec![ContentBlock::Text(text.trim().to_owned())],
@@ -195,7 +220,7 @@ impl OfflineModel {
             let mut content = Vec::with_capacity(items.len());
             for (n, item) in items.into_iter().enumerate() {
                 let ctx = minijinja::context! { index => n, item => item, ..ctx.clone() };
-                let rendered = self.env.render_str(input, ctx).map_err(|e| fail(e.to_string()))?;
+                let rendered = self.render(input, &ctx).map_err(&fail)?;
                 let input: Value = serde_json::from_str(&rendered)
                     .map_err(|e| fail(format!("input is not JSON ({e}): {rendered}")))?;
                 content.push(ContentBlock::ToolUse(ToolUse {
@@ -213,8 +238,15 @@ impl OfflineModel {
     }
 
     fn eval(&self, expr: &str, ctx: &Mj) -> Result<Mj, String> {
-        let compiled = self.env.compile_expression(expr).map_err(|e| format!("expression `{expr}`: {e}"))?;
-        compiled.eval(ctx).map_err(|e| format!("expression `{expr}`: {e}"))
+        let fail = |e: minijinja::Error| format!("expression `{expr}`: {e}");
+        let template = self.env.get_template(&format!("expr:{expr}")).map_err(fail)?;
+        let state = template.eval_to_state(ctx).map_err(fail)?;
+        Ok(state.lookup("value").unwrap_or(Mj::UNDEFINED))
+    }
+
+    fn render(&self, source: &str, ctx: &Mj) -> Result<String, String> {
+        let template = self.env.get_template(&format!("tpl:{source}")).map_err(|e| e.to_string())?;
+        template.render(ctx).map_err(|e| e.to_string())
     }
 }
 

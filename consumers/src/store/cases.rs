@@ -219,40 +219,45 @@ impl Store {
         budget: &Budget,
         what: &'static str,
     ) -> Result<Result<Spend, Exhausted>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute("INSERT OR IGNORE INTO case_spend (correlation_id) VALUES (?1)", [correlation_id])
-            .map_err(|e| self.err(e))?;
-        let spent: Spend = tx
-            .query_row("SELECT turns, tokens, hops FROM case_spend WHERE correlation_id = ?1", [correlation_id], |r| {
-                Ok(Spend { turns: r.get(0)?, tokens: r.get::<_, i64>(1)? as u64, hops: r.get(2)? })
-            })
-            .map_err(|e| self.err(e))?;
-        let exhausted = |limit| Ok(Err(Exhausted { limit, spent, budget: *budget }));
-        // Checked together so that the first limit reached is the one reported.
-        if spent.tokens >= budget.tokens {
-            return exhausted("tokens");
-        }
-        if what == "turns" && spent.turns >= budget.turns {
-            return exhausted("turns");
-        }
-        if what == "hops" && spent.hops >= budget.hops {
-            return exhausted("hops");
-        }
-        let sql = if what == "turns" {
-            "UPDATE case_spend SET turns = turns + 1 WHERE correlation_id = ?1"
+        // One statement: count the turn (or hop) only while every limit holds, so parallel
+        // agents racing for the last turn cannot both get it.
+        let (sql, limit) = if what == "turns" {
+            (
+                "INSERT INTO case_spend (correlation_id, turns) VALUES (?1, 1)
+                 ON CONFLICT (correlation_id) DO UPDATE SET turns = turns + 1
+                 WHERE case_spend.turns < ?2 AND case_spend.tokens < ?3
+                 RETURNING turns, tokens, hops",
+                budget.turns,
+            )
         } else {
-            "UPDATE case_spend SET hops = hops + 1 WHERE correlation_id = ?1"
+            (
+                "INSERT INTO case_spend (correlation_id, hops) VALUES (?1, 1)
+                 ON CONFLICT (correlation_id) DO UPDATE SET hops = hops + 1
+                 WHERE case_spend.hops < ?2 AND case_spend.tokens < ?3
+                 RETURNING turns, tokens, hops",
+                budget.hops,
+            )
         };
-        tx.execute(sql, [correlation_id]).map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        let mut after = spent;
-        if what == "turns" {
-            after.turns += 1;
-        } else {
-            after.hops += 1;
+        let tokens = i64::try_from(budget.tokens).unwrap_or(i64::MAX);
+        if limit > 0 && tokens > 0 {
+            let conn = self.conn();
+            let after = conn
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.query_row((correlation_id, limit, tokens), |r| {
+                        Ok(Spend { turns: r.get(0)?, tokens: r.get::<_, i64>(1)? as u64, hops: r.get(2)? })
+                    })
+                    .optional()
+                })
+                .map_err(|e| self.err(e))?;
+            if let Some(after) = after {
+                return Ok(Ok(after));
+            }
         }
-        Ok(Ok(after))
+        let spent = self.spend(correlation_id)?;
+        // The first limit reached is the one reported.
+        let limit = if spent.tokens >= budget.tokens { "tokens" } else { what };
+        Ok(Err(Exhausted { limit, spent, budget: *budget }))
     }
 }
 
