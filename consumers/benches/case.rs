@@ -7,6 +7,7 @@
 //! directories go; default the system temp dir).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,10 +96,11 @@ async fn receive_ends(bus: Arc<EmbeddedBus>, expected: usize, deadline: Instant)
             let case = envelope.correlation_id().unwrap_or(envelope.id()).to_owned();
             let order_id = envelope.data().and_then(|d| d["order_id"].as_str()).map(str::to_owned);
             let end = End { at, event_type: envelope.event_type().to_owned(), order_id };
-            if ends.contains_key(&case) {
-                extra += 1;
-            } else {
-                ends.insert(case, end);
+            match ends.entry(case) {
+                Entry::Occupied(_) => extra += 1,
+                Entry::Vacant(slot) => {
+                    slot.insert(end);
+                }
             }
             bus.ack(ENDS, &message.receipt).await.expect("ack a case end");
         }
