@@ -32,11 +32,9 @@ impl BackOffice {
         }
         self.write(|tx| {
             let (order_id, charged, currency, owner, refunded): (String, i64, String, String, i64) = tx
-                .query_row(
-                    "SELECT c.order_id, c.amount_minor, c.currency, o.customer_id,
+                .prepare_cached("SELECT c.order_id, c.amount_minor, c.currency, o.customer_id,
                             (SELECT coalesce(sum(r.amount_minor), 0) FROM refunds r WHERE r.charge_id = c.charge_id)
-                     FROM charges c JOIN orders o ON o.order_id = c.order_id WHERE c.charge_id = ?1",
-                    [charge_id],
+                     FROM charges c JOIN orders o ON o.order_id = c.order_id WHERE c.charge_id = ?1")?.query_row([charge_id],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()?
@@ -45,7 +43,7 @@ impl BackOffice {
                 return Err(not_owned("charge", charge_id, customer));
             }
             let replay = tx
-                .query_row(&format!("{REFUND_SELECT} WHERE r.idempotency_key = ?1"), [idempotency_key], refund_view)
+                .prepare_cached(&format!("{REFUND_SELECT} WHERE r.idempotency_key = ?1"))?.query_row([idempotency_key], refund_view)
                 .optional()?;
             if let Some(first) = replay {
                 if first.charge_id != charge_id || amount_minor.is_some_and(|a| a != first.amount_minor) {
@@ -67,10 +65,8 @@ impl BackOffice {
             }
             let refund_id = next_id(tx, "rf", "refunds", "refund_id")?;
             let created_at = now();
-            tx.execute(
-                "INSERT INTO refunds (refund_id, charge_id, amount_minor, currency, reason, created_at, idempotency_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![refund_id, charge_id, amount, currency, reason, timestamp(created_at), idempotency_key],
+            tx.prepare_cached("INSERT INTO refunds (refund_id, charge_id, amount_minor, currency, reason, created_at, idempotency_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![refund_id, charge_id, amount, currency, reason, timestamp(created_at), idempotency_key],
             )?;
             Ok(RefundView {
                 refund_id,
@@ -103,7 +99,8 @@ impl BackOffice {
         self.write(|tx| {
             owned_order(tx, customer, order_id)?;
             let replay = tx
-                .query_row(&format!("{SHIPMENT_SELECT} WHERE idempotency_key = ?1"), [idempotency_key], shipment_view)
+                .prepare_cached(&format!("{SHIPMENT_SELECT} WHERE idempotency_key = ?1"))?
+                .query_row([idempotency_key], shipment_view)
                 .optional()?;
             if let Some(first) = replay {
                 if first.order_id != order_id
@@ -134,31 +131,32 @@ impl BackOffice {
                     format!("has {available} available, asked for {quantity}{restock}"),
                 ));
             }
-            tx.execute("UPDATE products SET on_hand = on_hand - ?1 WHERE sku = ?2", params![quantity, sku])?;
-            tx.execute(
+            tx.prepare_cached("UPDATE products SET on_hand = on_hand - ?1 WHERE sku = ?2")?
+                .execute(params![quantity, sku])?;
+            tx.prepare_cached(
                 "UPDATE reservations SET status = 'fulfilled' WHERE order_id = ?1 AND sku = ?2 AND status = 'active'",
-                [order_id, sku],
-            )?;
+            )?
+            .execute([order_id, sku])?;
             let shipment_id = next_id(tx, "sh", "shipments", "shipment_id")?;
             let days = i64::try_from(service_level.transit_days()).unwrap_or(0);
             let estimated_delivery = today + TimeDelta::days(days);
             let created_at = now();
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO shipments (shipment_id, order_id, sku, quantity, carrier, service_level, status,
                                         estimated_delivery, created_at, idempotency_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'label_created', ?7, ?8, ?9)",
-                params![
-                    shipment_id,
-                    order_id,
-                    sku,
-                    quantity,
-                    CARRIER,
-                    service_level.as_str(),
-                    estimated_delivery.to_string(),
-                    timestamp(created_at),
-                    idempotency_key
-                ],
-            )?;
+            )?
+            .execute(params![
+                shipment_id,
+                order_id,
+                sku,
+                quantity,
+                CARRIER,
+                service_level.as_str(),
+                estimated_delivery.to_string(),
+                timestamp(created_at),
+                idempotency_key
+            ])?;
             Ok(ShipmentView {
                 shipment_id,
                 order_id: order_id.to_owned(),
@@ -187,9 +185,7 @@ impl BackOffice {
         self.write(|tx| {
             owned_order(tx, customer, order_id)?;
             let replay = tx
-                .query_row(
-                    "SELECT reservation_id, order_id, sku, quantity FROM reservations WHERE idempotency_key = ?1",
-                    [idempotency_key],
+                .prepare_cached("SELECT reservation_id, order_id, sku, quantity FROM reservations WHERE idempotency_key = ?1")?.query_row([idempotency_key],
                     |r| {
                         Ok(ReservationView {
                             reservation_id: r.get(0)?,
@@ -226,10 +222,8 @@ impl BackOffice {
                 ));
             }
             let reservation_id = next_id(tx, "rs", "reservations", "reservation_id")?;
-            tx.execute(
-                "INSERT INTO reservations (reservation_id, order_id, sku, quantity, status, created_at, idempotency_key)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
-                params![reservation_id, order_id, sku, quantity, timestamp(now()), idempotency_key],
+            tx.prepare_cached("INSERT INTO reservations (reservation_id, order_id, sku, quantity, status, created_at, idempotency_key)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)")?.execute(params![reservation_id, order_id, sku, quantity, timestamp(now()), idempotency_key],
             )?;
             Ok(ReservationView { reservation_id, order_id: order_id.to_owned(), sku: sku.to_owned(), quantity })
         })
@@ -239,21 +233,18 @@ impl BackOffice {
 /// Units of `sku` ordered in `order_id` and in no shipment yet; `sku` must be an item of the order.
 fn unshipped(tx: &Transaction<'_>, order_id: &str, sku: &str) -> Result<i64, Fail> {
     let ordered: i64 = tx
-        .query_row("SELECT quantity FROM order_items WHERE order_id = ?1 AND sku = ?2", [order_id, sku], |r| r.get(0))
+        .prepare_cached("SELECT quantity FROM order_items WHERE order_id = ?1 AND sku = ?2")?
+        .query_row([order_id, sku], |r| r.get(0))
         .optional()?
         .ok_or_else(|| Fail::Api(invalid("sku", format!("`{sku}` is not an item of order `{order_id}`"))))?;
-    let shipped: i64 = tx.query_row(
-        "SELECT coalesce(sum(quantity), 0) FROM shipments WHERE order_id = ?1 AND sku = ?2",
-        [order_id, sku],
-        |r| r.get(0),
-    )?;
+    let shipped: i64 = tx
+        .prepare_cached("SELECT coalesce(sum(quantity), 0) FROM shipments WHERE order_id = ?1 AND sku = ?2")?
+        .query_row([order_id, sku], |r| r.get(0))?;
     Ok(ordered - shipped)
 }
 
 fn reserved_for(tx: &Transaction<'_>, order_id: &str, sku: &str) -> Result<i64, Fail> {
-    Ok(tx.query_row(
-        "SELECT coalesce(sum(quantity), 0) FROM reservations WHERE order_id = ?1 AND sku = ?2 AND status = 'active'",
-        [order_id, sku],
+    Ok(tx.prepare_cached("SELECT coalesce(sum(quantity), 0) FROM reservations WHERE order_id = ?1 AND sku = ?2 AND status = 'active'")?.query_row([order_id, sku],
         |r| r.get(0),
     )?)
 }

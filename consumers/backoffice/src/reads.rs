@@ -114,7 +114,7 @@ impl BackOffice {
     pub fn find_alternatives(&self, sku: &str) -> Result<Vec<ProductView>, BackOfficeError> {
         self.read(|c| {
             let (category, price): (String, i64) = c
-                .query_row("SELECT category, price_minor FROM products WHERE sku = ?1", [sku], |r| {
+                .prepare_cached("SELECT category, price_minor FROM products WHERE sku = ?1")?.query_row([sku], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?
@@ -177,15 +177,16 @@ pub(crate) fn not_found(kind: &'static str, id: &str) -> Fail {
 }
 
 pub(crate) fn order_row(c: &Connection, order_id: &str) -> Result<OrderRow, Fail> {
-    c.query_row("SELECT customer_id, placed_at, currency FROM orders WHERE order_id = ?1", [order_id], |r| {
-        Ok(OrderRow {
-            customer_id: r.get(0)?,
-            placed_at: parse_timestamp(&r.get::<_, String>(1)?)?,
-            currency: r.get(2)?,
+    c.prepare_cached("SELECT customer_id, placed_at, currency FROM orders WHERE order_id = ?1")?
+        .query_row([order_id], |r| {
+            Ok(OrderRow {
+                customer_id: r.get(0)?,
+                placed_at: parse_timestamp(&r.get::<_, String>(1)?)?,
+                currency: r.get(2)?,
+            })
         })
-    })
-    .optional()?
-    .ok_or_else(|| not_found("order", order_id))
+        .optional()?
+        .ok_or_else(|| not_found("order", order_id))
 }
 
 /// The order, if it exists and `customer` owns it.
@@ -202,11 +203,8 @@ pub(crate) fn owned_order(c: &Connection, customer: &str, order_id: &str) -> Res
 }
 
 pub(crate) fn order_total(c: &Connection, order_id: &str) -> Result<i64, Fail> {
-    Ok(c.query_row(
-        "SELECT coalesce(sum(quantity * unit_price_minor), 0) FROM order_items WHERE order_id = ?1",
-        [order_id],
-        |r| r.get(0),
-    )?)
+    Ok(c.prepare_cached("SELECT coalesce(sum(quantity * unit_price_minor), 0) FROM order_items WHERE order_id = ?1")?
+        .query_row([order_id], |r| r.get(0))?)
 }
 
 /// A product's stock row; `reserved` counts active reservations.
@@ -218,13 +216,14 @@ pub(crate) struct StockRow {
 }
 
 pub(crate) fn stock_of(c: &Connection, sku: &str) -> Result<StockRow, Fail> {
-    c.query_row(
+    c.prepare_cached(
         "SELECT name, on_hand, restock_date,
                 (SELECT coalesce(sum(quantity), 0) FROM reservations WHERE sku = ?1 AND status = 'active')
          FROM products WHERE sku = ?1",
-        [sku],
-        |r| Ok(StockRow { name: r.get(0)?, on_hand: r.get(1)?, restock_date: r.get(2)?, reserved: r.get(3)? }),
-    )
+    )?
+    .query_row([sku], |r| {
+        Ok(StockRow { name: r.get(0)?, on_hand: r.get(1)?, restock_date: r.get(2)?, reserved: r.get(3)? })
+    })
     .optional()?
     .ok_or_else(|| not_found("product", sku))
 }

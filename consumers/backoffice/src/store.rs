@@ -80,6 +80,8 @@ impl BackOffice {
         }
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        // Every statement of the back office stays prepared (more than the default 16).
+        conn.set_prepared_statement_cache_capacity(64);
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(fail(format!("the file system refused WAL mode (got {mode})")));
@@ -98,7 +100,7 @@ impl BackOffice {
     pub fn open_seeded(path: &Path) -> Result<Self, BackOfficeError> {
         let office = Self::open(path)?;
         office.write(|tx| {
-            let customers: i64 = tx.query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?;
+            let customers: i64 = tx.prepare_cached("SELECT count(*) FROM customers")?.query_row([], |r| r.get(0))?;
             if customers == 0 {
                 insert_data(tx, &DataSet::seeded())?;
             }
@@ -167,7 +169,8 @@ fn init_or_check(conn: &mut Connection, path: &Path) -> Result<(), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let app: i32 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let version: i32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))?;
+    let tables: i64 =
+        tx.prepare_cached("SELECT count(*) FROM sqlite_schema WHERE type = 'table'")?.query_row([], |r| r.get(0))?;
     let refuse = |detail: String| Err(Fail::Api(BackOfficeError::Storage { path: path.to_path_buf(), detail }));
     if app == 0 && version == 0 && tables == 0 {
         tx.execute_batch(SCHEMA)?;
@@ -282,13 +285,13 @@ fn corrupt(e: Box<dyn std::error::Error + Send + Sync>) -> rusqlite::Error {
 /// The next id `<prefix>-<n>` not yet in `table`; a loaded data set may already use some.
 pub(crate) fn next_id(tx: &Transaction<'_>, prefix: &str, table: &str, column: &str) -> Result<String, Fail> {
     loop {
-        let n: i64 =
-            tx.query_row("UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value", [prefix], |r| {
-                r.get(0)
-            })?;
+        let n: i64 = tx
+            .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value")?
+            .query_row([prefix], |r| r.get(0))?;
         let id = format!("{prefix}-{n}");
-        let taken: bool =
-            tx.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = ?1)"), [&id], |r| r.get(0))?;
+        let taken: bool = tx
+            .prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = ?1)"))?
+            .query_row([&id], |r| r.get(0))?;
         if !taken {
             return Ok(id);
         }

@@ -240,8 +240,8 @@ impl OfflineModel {
     fn eval(&self, expr: &str, ctx: &Mj) -> Result<Mj, String> {
         let fail = |e: minijinja::Error| format!("expression `{expr}`: {e}");
         let template = self.env.get_template(&format!("expr:{expr}")).map_err(fail)?;
-        let state = template.eval_to_state(ctx).map_err(fail)?;
-        Ok(state.lookup("value").unwrap_or(Mj::UNDEFINED))
+        let captured = template.render_captured(ctx).map_err(fail)?;
+        Ok(captured.state().lookup("value").unwrap_or(Mj::UNDEFINED))
     }
 
     fn render(&self, source: &str, ctx: &Mj) -> Result<String, String> {

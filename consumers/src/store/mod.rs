@@ -100,6 +100,7 @@ impl Store {
         })?;
         let conn = Connection::open(&path).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.set_prepared_statement_cache_capacity(64);
         let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(fail)?;
         let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
         if app != 0 && app != APPLICATION_ID {
