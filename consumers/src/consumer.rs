@@ -39,11 +39,9 @@ pub async fn consume(
         };
         let free = (slots.available_permits() + 1).min(10) as u32;
         let options = ReceiveOptions { max_messages: free, visibility_timeout: VISIBILITY, wait_time: WAIT };
-        let messages = tokio::select! {
-            received = inboxes.receive(&inbox, options) => received,
-            _ = shutdown.changed() => break,
-        };
-        let messages = match messages {
+        // Not raced against shutdown: a receive cut short could hide events until their
+        // visibility runs out. It waits at most `WAIT`, and what it brings is handled.
+        let messages = match inboxes.receive(&inbox, options).await {
             Ok(messages) => messages,
             Err(e) => {
                 tracing::warn!(agent = agent.name(), error = %e, "receive failed; backing off");
@@ -91,12 +89,10 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
     if choreo_schemas::catalog::lookup(envelope.event_type()).is_some()
         && let Err(e) = choreo_schemas::catalog::validate_envelope(&envelope)
     {
-        {
-            // Data that breaks its event's schema: no retry can fix it; the reason goes with it.
-            let failure = Failure::permanent("MALFORMED_EVENT", format!("event {}: {e}", envelope.id()));
-            settle_nack(inboxes, &inbox, &message, failure).await;
-            return;
-        }
+        // Data that breaks its event's schema: no retry can fix it; the reason goes with it.
+        let failure = Failure::permanent("MALFORMED_EVENT", format!("event {}: {e}", envelope.id()));
+        settle_nack(inboxes, &inbox, &message, failure).await;
+        return;
     }
     let correlation = envelope.correlation_id().unwrap_or(envelope.id()).to_owned();
     let step = |kind| services.observer.emit(&correlation, agent.name(), envelope.id(), kind);

@@ -309,3 +309,27 @@ async fn an_answer_that_stops_for_a_tool_but_calls_none_is_told_and_the_agent_go
     );
     assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_event_whose_data_breaks_its_schema_is_dead_lettered_with_the_pointer() {
+    let rig = common::Rig::new().await;
+    let payments = Arc::new(rig.agent("payments").clone());
+    runtime::install(rig.bus.as_ref(), std::slice::from_ref(&payments)).await.unwrap();
+    // Matches payments' rule, but has no order id.
+    let broken = Envelope::builder("agents.support", "SupportTriaged")
+        .data(json!({"issues": ["duplicate_charge"], "summary": "?"}))
+        .auth(AuthType::AppUser, "c-1003")
+        .build()
+        .unwrap();
+    runner::publish(rig.bus.as_ref(), &broken).await.unwrap();
+    let message = rig.bus.receive("agent-payments", receive_options()).await.unwrap().remove(0);
+    consumer::handle(&rig.services, rig.bus.as_ref(), &payments, message).await;
+
+    let options = ReceiveOptions { wait_time: Duration::ZERO, ..receive_options() };
+    let dead = rig.bus.receive("agent-payments-dlq", options).await.unwrap();
+    assert_eq!(dead.len(), 1, "the event is kept, with its reason");
+    let reason = dead[0].dead_letter.as_ref().unwrap();
+    assert_eq!(reason.error_code, "MALFORMED_EVENT");
+    assert!(reason.error_message.contains("order_id"), "{}", reason.error_message);
+    assert!(!rig.services.store.is_processed("payments", broken.id()).unwrap());
+}
