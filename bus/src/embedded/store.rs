@@ -181,6 +181,8 @@ pub(crate) fn open(
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(&faults.path, flags).map_err(|e| faults.map(e))?;
     conn.busy_timeout(busy_timeout).map_err(|e| faults.map(e))?;
+    // Every statement of the writer stays prepared (there are more than the default 16).
+    conn.set_prepared_statement_cache_capacity(128);
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(|e| faults.map(e))?;
     if !mode.eq_ignore_ascii_case("wal") {

@@ -117,7 +117,8 @@ impl Ctx<'_> {
     /// behind, and the rest of its batch still commits. Only a fault that may have damaged the
     /// transaction itself fails the whole batch.
     pub fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, BusError>) -> Result<T, BusError> {
-        if let Err(e) = self.tx.execute_batch("SAVEPOINT call") {
+        // Prepared once: a savepoint per call is on the writer's hottest path.
+        if let Err(e) = self.tx.prepare_cached("SAVEPOINT call").and_then(|mut s| s.execute([])) {
             let e = self.db(e);
             self.poison(e.clone());
             return Err(e);
@@ -133,8 +134,12 @@ impl Ctx<'_> {
             self.poison(e.clone());
             return Err(e);
         }
-        let end = if result.is_ok() { "RELEASE call" } else { "ROLLBACK TO call; RELEASE call" };
-        if let Err(e) = self.tx.execute_batch(end) {
+        let ended = if result.is_ok() {
+            self.tx.prepare_cached("RELEASE call").and_then(|mut s| s.execute([])).map(|_| ())
+        } else {
+            self.tx.execute_batch("ROLLBACK TO call; RELEASE call")
+        };
+        if let Err(e) = ended {
             self.poison(self.db(e));
         }
         if let Err(e @ (BusError::Internal(_) | BusError::Storage { .. })) = &result
