@@ -32,6 +32,9 @@ pub enum Command {
     /// Check the agent folders (manifests, prompts, tools, patterns, offline scripts, cases)
     #[command(after_help = VALIDATE_EXIT_CODES)]
     Validate(ValidateArgs),
+    /// Publish a file of CloudEvents (JSON lines) to the bus of the data directory
+    #[command(after_help = PUBLISH_EXIT_CODES)]
+    Publish(PublishArgs),
     /// Check, test and benchmark EventBridge event patterns
     #[command(subcommand)]
     Pattern(PatternCommand),
@@ -86,6 +89,20 @@ pub struct ValidateArgs {
     /// The agent folders (default: consumers/agents of this source tree)
     #[arg(long, env = "CHOREO_AGENTS_DIR", value_name = "DIR")]
     pub agents_dir: Option<PathBuf>,
+}
+
+const PUBLISH_EXIT_CODES: &str = "\
+Exit codes:
+  0  every event was published
+  1  some events were refused (schema, size) or failed at the bus; each is named by its line
+  2  usage error
+  3  the file cannot be read, or the bus cannot be opened";
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// JSON lines, one structured-mode CloudEvent per line (blank lines are skipped); - for stdin
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod demo;
 pub mod pattern_cmd;
+pub mod publish;
 pub mod validate;
 
 use std::io::{self, BufReader, BufWriter, Write};
@@ -72,6 +73,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Demo(args) => {
             let mut output = io::stdout().lock();
             let status = demo::run(&args, &cli.data_dir, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(status)
+        }
+        Command::Publish(args) => {
+            let mut output = io::stdout().lock();
+            let status = publish::run(&args, &cli.data_dir, &mut output)?;
             output.flush().context("cannot write to stdout")?;
             Ok(status)
         }
