@@ -94,7 +94,8 @@ async fn acknowledged_puts_survive_sigkill_exactly_once_and_acked_deliveries_nev
     let lost: Vec<_> = put.iter().filter(|id| !acking.contains(*id) && !remaining.contains_key(*id)).collect();
     assert!(lost.is_empty(), "{} acknowledged puts were lost: {lost:?}", lost.len());
     let cut_short = acking.iter().filter(|id| !acked.contains(*id) && !remaining.contains_key(*id)).count();
-    assert!(cut_short <= 3, "{cut_short} acks cut short by 3 kills of one sequential consumer");
+    // Each of the 2 consumers of bus_drill acks one message at a time: at most one each per kill.
+    assert!(cut_short <= 3 * 2, "{cut_short} acks cut short by 3 kills of 2 sequential consumers");
     eprintln!(
         "drill: {} puts answered, {} acks answered, {} left in the inbox after 3 kills",
         put.len(),
