@@ -28,3 +28,6 @@
 mod publisher;
 
 pub use publisher::{Outcome, PublishError, Publisher, RetryPolicy};
+
+pub mod http;
+pub mod outbox;

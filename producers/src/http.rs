@@ -1,0 +1,1 @@
+//! The HTTP ingest API (being built).
