@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use choreo_schemas::catalog::{
-    self, CaseEscalated, CatalogEvent, FulfilmentIssueResolved, InventoryChecked, OrderSupportCompleted,
-    OrderSupportPlaced, PaymentIssueResolved, SupportTriaged, ValidationError,
+    self, CaseEscalated, CatalogEvent, ChargeCaptured, FulfilmentIssueResolved, InventoryChecked, OrderShipped,
+    OrderSupportCompleted, OrderSupportPlaced, PaymentIssueResolved, SupportTriaged, ValidationError,
 };
 use serde_json::{Value, json};
 
@@ -78,7 +78,9 @@ fn every_example_deserializes_into_its_type_and_back() {
     round_trips::<InventoryChecked>();
     round_trips::<OrderSupportCompleted>();
     round_trips::<CaseEscalated>();
-    assert_eq!(catalog::catalog().len(), 7, "a new event needs its line above too");
+    round_trips::<OrderShipped>();
+    round_trips::<ChargeCaptured>();
+    assert_eq!(catalog::catalog().len(), 9, "a new event needs its line above too");
 }
 
 #[test]

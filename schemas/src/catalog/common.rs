@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 /// An order id of the back office, e.g. `o-1001`.
 pub const ORDER_ID_PATTERN: &str = "^o-[0-9A-Za-z]+$";
+/// A customer id of the back office, e.g. `c-1001`.
+pub const CUSTOMER_ID_PATTERN: &str = "^c-[0-9A-Za-z]+$";
 /// An agent name: a lowercase noun, the same as its folder, e.g. `payments`.
 pub const AGENT_NAME_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
 /// An ISO 4217 currency code, e.g. `EUR`.

@@ -5,8 +5,10 @@ mod common;
 mod validate;
 
 mod case_escalated;
+mod charge_captured;
 mod fulfilment_issue_resolved;
 mod inventory_checked;
+mod order_shipped;
 mod order_support_completed;
 mod order_support_placed;
 mod payment_issue_resolved;
@@ -21,9 +23,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use case_escalated::{CaseEscalated, EscalationReason};
-pub use common::{AGENT_NAME_PATTERN, CURRENCY_PATTERN, IssueKind, ItemLine, ORDER_ID_PATTERN};
+pub use charge_captured::ChargeCaptured;
+pub use common::{AGENT_NAME_PATTERN, CURRENCY_PATTERN, CUSTOMER_ID_PATTERN, IssueKind, ItemLine, ORDER_ID_PATTERN};
 pub use fulfilment_issue_resolved::{FulfilmentIssueResolved, FulfilmentOutcome, ServiceLevel, Shipment};
 pub use inventory_checked::{Alternative, InventoryChecked};
+pub use order_shipped::OrderShipped;
 pub use order_support_completed::{ActionTaken, OrderSupportCompleted};
 pub use order_support_placed::{Channel, OrderSupportPlaced};
 pub use payment_issue_resolved::{Money, PaymentIssueResolved, PaymentOutcome, Refund};
@@ -47,6 +51,8 @@ static CATALOG: LazyLock<Vec<EventSchema>> = LazyLock::new(|| {
         EventSchema::of::<InventoryChecked>(),
         EventSchema::of::<OrderSupportCompleted>(),
         EventSchema::of::<CaseEscalated>(),
+        EventSchema::of::<OrderShipped>(),
+        EventSchema::of::<ChargeCaptured>(),
     ]
 });
 
