@@ -30,4 +30,5 @@ mod publisher;
 pub use publisher::{Outcome, PublishError, Publisher, RetryPolicy};
 
 pub mod http;
+pub mod lambda;
 pub mod outbox;

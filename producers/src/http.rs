@@ -1,1 +1,0 @@
-//! The HTTP ingest API (being built).
