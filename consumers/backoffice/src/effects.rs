@@ -1,10 +1,12 @@
 //! Effects: refunds, shipments and stock reservations. Each is one immediate transaction keyed by
 //! an idempotency key (UNIQUE in its table): the same key again returns the first result.
+//! A shipment also writes its event into the outbox, in the same transaction.
 
 use chrono::{NaiveDate, TimeDelta, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::error::{BackOfficeError, Fail};
+use crate::outbox;
 use crate::reads::{REFUND_SELECT, SHIPMENT_SELECT, not_found, owned_order, refund_view, shipment_view, stock_of};
 use crate::store::{BackOffice, next_id, timestamp};
 use crate::views::{RefundView, ReservationView, ServiceLevel, ShipmentView};
@@ -82,7 +84,8 @@ impl BackOffice {
 
     /// Ships `quantity` units of `sku`, an item of `customer`'s order `order_id` not shipped yet,
     /// taking them from stock (this order's reservations first). The estimate is `today` plus the
-    /// service level's transit days.
+    /// service level's transit days. Writes `OrderShipped` into the outbox in the same
+    /// transaction; a replay of the same key writes nothing.
     #[allow(clippy::too_many_arguments)] // the tool's arguments, each named by the agent's call
     pub fn create_shipment(
         &self,
@@ -97,7 +100,7 @@ impl BackOffice {
         check_key(idempotency_key)?;
         check_quantity(quantity)?;
         self.write(|tx| {
-            owned_order(tx, customer, order_id)?;
+            let order = owned_order(tx, customer, order_id)?;
             let replay = tx
                 .prepare_cached(&format!("{SHIPMENT_SELECT} WHERE idempotency_key = ?1"))?
                 .query_row([idempotency_key], shipment_view)
@@ -157,7 +160,7 @@ impl BackOffice {
                 timestamp(created_at),
                 idempotency_key
             ])?;
-            Ok(ShipmentView {
+            let shipment = ShipmentView {
                 shipment_id,
                 order_id: order_id.to_owned(),
                 sku: sku.to_owned(),
@@ -167,7 +170,10 @@ impl BackOffice {
                 status: "label_created".to_owned(),
                 estimated_delivery,
                 created_at,
-            })
+            };
+            // Same transaction: the shipment and its event are committed together or not at all.
+            outbox::order_shipped(tx, &order.customer_id, &shipment)?;
+            Ok(shipment)
         })
     }
 
@@ -250,12 +256,12 @@ fn reserved_for(tx: &Transaction<'_>, order_id: &str, sku: &str) -> Result<i64, 
 }
 
 /// Now, to the second: what `created_at` records.
-fn now() -> chrono::DateTime<Utc> {
+pub(crate) fn now() -> chrono::DateTime<Utc> {
     let t = Utc::now();
     t - TimeDelta::nanoseconds(i64::from(chrono::Timelike::nanosecond(&t)))
 }
 
-fn check_key(key: &str) -> Result<(), BackOfficeError> {
+pub(crate) fn check_key(key: &str) -> Result<(), BackOfficeError> {
     if key.trim().is_empty() {
         return Err(invalid("idempotency_key", "must not be empty".to_owned()));
     }
@@ -269,11 +275,11 @@ fn check_quantity(quantity: u32) -> Result<(), BackOfficeError> {
     Ok(())
 }
 
-fn invalid(field: &'static str, reason: String) -> BackOfficeError {
+pub(crate) fn invalid(field: &'static str, reason: String) -> BackOfficeError {
     BackOfficeError::Invalid { field, reason }
 }
 
-fn key_reused(key: &str, what: &str) -> Fail {
+pub(crate) fn key_reused(key: &str, what: &str) -> Fail {
     // Says no more than that: the first request may concern another customer's resource.
     Fail::Api(invalid("idempotency_key", format!("`{key}` was already used for a different {what} request")))
 }

@@ -10,6 +10,9 @@
 //! - Effects (refund, shipment, reservation) take an idempotency key: the same key again returns
 //!   the first result and changes nothing, as a payment provider's `Idempotency-Key` does.
 //! - Money is integer minor units beside a currency; answers are JSON-ready views.
+//! - Shipments and captured charges write their event (`OrderShipped`, `ChargeCaptured`) into a
+//!   transactional outbox in the same transaction; see [`outbox`] for the table, the
+//!   contract with the relay in `choreo-producers`.
 //!
 //! ```
 //! use chrono::NaiveDate;
@@ -36,9 +39,11 @@
 //! # }
 //! ```
 
+mod capture;
 mod data;
 mod effects;
 mod error;
+pub mod outbox;
 mod reads;
 mod store;
 mod views;
@@ -48,6 +53,7 @@ pub use data::{
     SYNTHETIC_SPEAKER, ShipmentRecord,
 };
 pub use error::BackOfficeError;
+pub use outbox::{OUTBOX_AUTH_ID, OUTBOX_SOURCE, OutboxEntry};
 pub use store::BackOffice;
 pub use views::{
     ChargeView, ChargesView, OrderItemView, OrderView, ProductView, RefundView, ReservationView, ServiceLevel,

@@ -65,25 +65,7 @@ impl BackOffice {
         self.read(|c| {
             let order = owned_order(c, customer, order_id)?;
             let order_total_minor = order_total(c, order_id)?;
-            let mut stmt = c.prepare_cached(
-                "SELECT c.charge_id, c.amount_minor, c.currency, c.captured_at, c.payment_method,
-                        (SELECT coalesce(sum(r.amount_minor), 0) FROM refunds r WHERE r.charge_id = c.charge_id)
-                 FROM charges c WHERE c.order_id = ?1 ORDER BY c.captured_at, c.charge_id",
-            )?;
-            let mut charges = stmt
-                .query_map([order_id], |r| {
-                    Ok(ChargeView {
-                        charge_id: r.get(0)?,
-                        amount_minor: r.get(1)?,
-                        currency: r.get(2)?,
-                        captured_at: parse_timestamp(&r.get::<_, String>(3)?)?,
-                        payment_method: r.get(4)?,
-                        refunded_minor: r.get(5)?,
-                        duplicate_of: None,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            mark_duplicates(&mut charges, order_total_minor);
+            let charges = charges_of(c, order_id, order_total_minor)?;
             Ok(ChargesView {
                 order_id: order_id.to_owned(),
                 order_total_minor,
@@ -200,6 +182,30 @@ pub(crate) fn owned_order(c: &Connection, customer: &str, order_id: &str) -> Res
         }));
     }
     Ok(order)
+}
+
+/// The charges of `order_id`, oldest first, with duplicates flagged.
+pub(crate) fn charges_of(c: &Connection, order_id: &str, order_total_minor: i64) -> Result<Vec<ChargeView>, Fail> {
+    let mut stmt = c.prepare_cached(
+        "SELECT c.charge_id, c.amount_minor, c.currency, c.captured_at, c.payment_method,
+                (SELECT coalesce(sum(r.amount_minor), 0) FROM refunds r WHERE r.charge_id = c.charge_id)
+         FROM charges c WHERE c.order_id = ?1 ORDER BY c.captured_at, c.charge_id",
+    )?;
+    let mut charges = stmt
+        .query_map([order_id], |r| {
+            Ok(ChargeView {
+                charge_id: r.get(0)?,
+                amount_minor: r.get(1)?,
+                currency: r.get(2)?,
+                captured_at: parse_timestamp(&r.get::<_, String>(3)?)?,
+                payment_method: r.get(4)?,
+                refunded_minor: r.get(5)?,
+                duplicate_of: None,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    mark_duplicates(&mut charges, order_total_minor);
+    Ok(charges)
 }
 
 pub(crate) fn order_total(c: &Connection, order_id: &str) -> Result<i64, Fail> {

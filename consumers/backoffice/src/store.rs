@@ -13,8 +13,8 @@ use crate::error::{BackOfficeError, Fail, describe};
 
 /// `PRAGMA application_id` of a Choreo back office ("BKOF").
 const APPLICATION_ID: i32 = 0x424B_4F46;
-/// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+/// The schema this build writes and reads. Version 1 (no outbox) is upgraded in place.
+const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE customers (
@@ -59,6 +59,21 @@ CREATE INDEX reservations_by_sku ON reservations (sku, status);
 -- Ids of new rows (rf-1, sh-1, rs-1) come from counters, so runs are reproducible.
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
 INSERT INTO counters (name, value) VALUES ('rf', 0), ('sh', 0), ('rs', 0);
+";
+
+/// Version 2: the transactional outbox (see [`crate::outbox`] for the table's contract) and
+/// idempotent charge captures. Applied to a new file after [`SCHEMA`], and to a version 1 file
+/// in place, so that both end up the same.
+const SCHEMA_V2: &str = "
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, aggregate TEXT NOT NULL, event TEXT NOT NULL,
+    created_at TEXT NOT NULL, relayed_at TEXT, parked_at TEXT, error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0)) STRICT;
+-- The relay's question: the oldest pending row of each aggregate.
+CREATE INDEX outbox_pending ON outbox (aggregate, seq) WHERE relayed_at IS NULL AND parked_at IS NULL;
+ALTER TABLE charges ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX charges_by_key ON charges (idempotency_key);
+INSERT INTO counters (name, value) VALUES ('ch', 0);
 ";
 
 /// The retail back office in one SQLite file. `Send + Sync`: calls are serialised on one
@@ -174,6 +189,7 @@ fn init_or_check(conn: &mut Connection, path: &Path) -> Result<(), Fail> {
     let refuse = |detail: String| Err(Fail::Api(BackOfficeError::Storage { path: path.to_path_buf(), detail }));
     if app == 0 && version == 0 && tables == 0 {
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(SCHEMA_V2)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
@@ -183,6 +199,12 @@ fn init_or_check(conn: &mut Connection, path: &Path) -> Result<(), Fail> {
         return refuse(format!(
             "the database belongs to another application (application_id {app:#x}, {tables} tables), not a back office"
         ));
+    }
+    if version == 1 {
+        tx.execute_batch(SCHEMA_V2)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        return Ok(());
     }
     if version != SCHEMA_VERSION {
         return refuse(format!("schema version {version}; this build reads version {SCHEMA_VERSION}"));
