@@ -31,6 +31,7 @@ pub struct EventsAccepted {
 #[utoipa::path(
     post,
     path = "/v1/events",
+    operation_id = "publishEvents",
     tag = "ingest",
     request_body(
         description = "Structured mode (application/cloudevents+json), batched mode (application/cloudevents-batch+json, \

@@ -47,6 +47,7 @@ pub fn openapi_json() -> String {
 #[utoipa::path(
     get,
     path = "/v1/openapi.json",
+    operation_id = "getOpenApi",
     tag = "ingest",
     responses((status = 200, description = "This document", content_type = "application/json"))
 )]

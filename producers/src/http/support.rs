@@ -57,6 +57,7 @@ const FIELDS: [&str; 3] = ["order_id", "message", "needed_by"];
 #[utoipa::path(
     post,
     path = "/v1/support-requests",
+    operation_id = "placeSupportRequest",
     tag = "ingest",
     request_body(content = SupportRequest, content_type = "application/json"),
     params(
