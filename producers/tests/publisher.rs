@@ -114,7 +114,7 @@ async fn faulty(dir: &tempfile::TempDir, down: bool) -> Arc<Faulty> {
 fn events(n: usize) -> Vec<Envelope> {
     (0..n)
         .map(|i| {
-            Envelope::builder("retail.orders", "OrderShipped")
+            Envelope::builder("retail.orders", "ParcelScanned")
                 .without_data_schema()
                 .data(json!({"order_id": format!("o-{i}"), "seq": i}))
                 .build()

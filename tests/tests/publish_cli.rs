@@ -9,8 +9,8 @@ use choreo_schemas::Envelope;
 use choreo_tests::run;
 use serde_json::json;
 
-fn shipped(i: usize) -> Envelope {
-    Envelope::builder("retail.orders", "OrderShipped")
+fn scanned(i: usize) -> Envelope {
+    Envelope::builder("retail.orders", "ParcelScanned")
         .without_data_schema()
         .data(json!({"order_id": format!("o-{i}")}))
         .build()
@@ -47,7 +47,7 @@ async fn good_lines_are_published_in_order_and_bad_ones_named() {
         .data(json!({"order_id": "1001", "message": "hi", "channel": "web"}))
         .build()
         .unwrap();
-    let (a, b, c) = (shipped(1), shipped(2), shipped(3));
+    let (a, b, c) = (scanned(1), scanned(2), scanned(3));
     let file = dir.path().join("events.jsonl");
     let text = [
         a.to_json_string(),

@@ -16,6 +16,8 @@
 //! | `error` | `TEXT` | relay | why it was parked, or the last failure of a row still pending |
 //! | `attempts` | `INTEGER NOT NULL DEFAULT 0` | relay | publish attempts that failed |
 //!
+//! The DDL is `src/outbox.sql`, which the relay's tests create too.
+//!
 //! A row is *pending* while `relayed_at` and `parked_at` are both NULL. The back office only
 //! inserts rows; the relay only updates its own columns. The partial index `outbox_pending
 //! (aggregate, seq)` serves the relay's query: the oldest pending row of each aggregate.

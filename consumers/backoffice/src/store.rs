@@ -64,17 +64,14 @@ INSERT INTO counters (name, value) VALUES ('rf', 0), ('sh', 0), ('rs', 0);
 /// Version 2: the transactional outbox (see [`crate::outbox`] for the table's contract) and
 /// idempotent charge captures. Applied to a new file after [`SCHEMA`], and to a version 1 file
 /// in place, so that both end up the same.
-const SCHEMA_V2: &str = "
-CREATE TABLE outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, aggregate TEXT NOT NULL, event TEXT NOT NULL,
-    created_at TEXT NOT NULL, relayed_at TEXT, parked_at TEXT, error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0)) STRICT;
--- The relay's question: the oldest pending row of each aggregate.
-CREATE INDEX outbox_pending ON outbox (aggregate, seq) WHERE relayed_at IS NULL AND parked_at IS NULL;
+const SCHEMA_V2: &str = concat!(
+    include_str!("outbox.sql"),
+    "
 ALTER TABLE charges ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX charges_by_key ON charges (idempotency_key);
 INSERT INTO counters (name, value) VALUES ('ch', 0);
-";
+"
+);
 
 /// The retail back office in one SQLite file. `Send + Sync`: calls are serialised on one
 /// connection, and every effect runs in its own immediate transaction.
