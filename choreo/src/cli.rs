@@ -35,9 +35,101 @@ pub enum Command {
     /// Publish a file of CloudEvents (JSON lines) to the bus of the data directory
     #[command(after_help = PUBLISH_EXIT_CODES)]
     Publish(PublishArgs),
+    /// Serve the ingest API, the notifier WebSocket, the customer web page and the agents on one port
+    #[command(long_about = SERVE_ABOUT, after_help = SERVE_EXIT_CODES)]
+    Serve(ServeArgs),
+    /// Issue bearer tokens from the local issuer of the data directory
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check, test and benchmark EventBridge event patterns
     #[command(subcommand)]
     Pattern(PatternCommand),
+}
+
+const SERVE_ABOUT: &str = "\
+Serve the ingest API, the notifier WebSocket, the customer web page and the agents on one
+port, over the data directory (bus, archive, back office, agents' state, notifications).
+
+  GET  /                         the customer web page (sign in as a seeded customer)
+  POST /v1/support-requests      a customer's request (customer bearer token)
+  POST /v1/events                CloudEvents over HTTP (service bearer token)
+  GET  /v1/notifications         WebSocket: the customer's notifications (?token=...)
+  GET  /v1/openapi.json          the API's OpenAPI document
+  GET  /.well-known/jwks.json    the local issuer's public keys
+
+Tokens come from the local issuer (`choreo token issue`), or with --jwks-url from a
+production issuer's key set. Ctrl-C or SIGTERM stops it gracefully: requests in flight are
+answered, agents finish what they hold, and what they had not taken waits in their inboxes.";
+
+const SERVE_EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM, gracefully
+  2  usage error
+  3  could not start (address in use, invalid agent folder, data directory in use, key set unreadable)";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed)
+    #[arg(long, env = "CHOREO_ADDR", default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// The model: offline (deterministic, no network), bedrock:<model-id> or openai:<base-url>#<model>
+    #[arg(long, env = "CHOREO_MODEL", default_value = "offline", value_name = "MODEL")]
+    pub model: choreo_models::ModelSpec,
+    /// The agent folders (default: consumers/agents of this source tree)
+    #[arg(long, env = "CHOREO_AGENTS_DIR", value_name = "DIR")]
+    pub agents_dir: Option<PathBuf>,
+    /// Trust tokens from this issuer's JWKS document instead of the local issuer (disables the page's local sign-in)
+    #[arg(long, env = "CHOREO_JWKS_URL", value_name = "URL", requires = "issuer")]
+    pub jwks_url: Option<String>,
+    /// The `iss` claim of tokens from --jwks-url
+    #[arg(long, env = "CHOREO_ISSUER", value_name = "ISSUER", requires = "jwks_url")]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed bearer token for a customer or a service
+    #[command(after_help = TOKEN_EXAMPLES)]
+    Issue(TokenIssueArgs),
+}
+
+const TOKEN_EXAMPLES: &str = "\
+Examples:
+  choreo token issue --customer c-1001
+  choreo token issue --service backoffice --ttl 30m
+
+The token is signed by the local issuer of the data directory (created on first use,
+issuer.key); `choreo serve` on the same data directory accepts it.";
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "who")]
+pub struct TokenIssueArgs {
+    /// A customer id of the back office (c-1001 ...): may submit requests and see its notifications
+    #[arg(long, value_name = "ID", group = "who")]
+    pub customer: Option<String>,
+    /// A service name: may publish CloudEvents to /v1/events
+    #[arg(long, value_name = "NAME", group = "who")]
+    pub service: Option<String>,
+    /// How long the token is valid: 90s, 30m, 12h, 7d
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+}
+
+/// `90s`, `30m`, `12h`, `7d` (a bare number is seconds); at most 366 days.
+pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 12h or 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use s, m, h or d")),
+    };
+    let secs = n.checked_mul(scale).filter(|&s| s > 0 && s <= 366 * 86_400);
+    secs.map(std::time::Duration::from_secs).ok_or_else(|| format!("{text:?} must be between 1s and 366d"))
 }
 
 const DEMO_EXIT_CODES: &str = "\
@@ -202,6 +294,21 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_ttl() {
+        assert_eq!(parse_ttl("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_ttl("2h"), Ok(std::time::Duration::from_secs(7200)));
+        assert_eq!(parse_ttl("15"), Ok(std::time::Duration::from_secs(15)));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("1w").unwrap_err().contains("unknown unit"));
+        assert!(parse_ttl("400d").is_err());
+        assert!(parse_ttl("h").is_err());
+        let both = Cli::try_parse_from(["choreo", "token", "issue", "--customer", "c-1", "--service", "s"]);
+        assert!(both.is_err());
+        let neither = Cli::try_parse_from(["choreo", "token", "issue"]);
+        assert!(neither.is_err());
     }
 
     #[test]

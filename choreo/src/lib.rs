@@ -14,13 +14,15 @@ pub mod cli;
 pub mod demo;
 pub mod pattern_cmd;
 pub mod publish;
+pub mod serve;
+pub mod token;
 pub mod validate;
 
 use std::io::{self, BufReader, BufWriter, Write};
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, PatternCommand};
+use crate::cli::{Cli, Command, PatternCommand, TokenCommand};
 
 /// Process exit codes, by kind of outcome.
 pub mod exit {
@@ -81,6 +83,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             let status = publish::run(&args, &cli.data_dir, &mut output)?;
             output.flush().context("cannot write to stdout")?;
             Ok(status)
+        }
+        Command::Serve(args) => serve::run(&args, &cli.data_dir),
+        Command::Token(TokenCommand::Issue(args)) => {
+            let mut output = io::stdout().lock();
+            token::issue(&args, &cli.data_dir, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(Status::Success)
         }
         Command::Validate(args) => {
             let mut output = io::stdout().lock();

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod served;
+
 /// The `choreo` binary, built once per test process by `cargo build -p choreo --bin choreo`
 /// (a no-op when it is fresh); its path comes from cargo's own JSON messages.
 pub fn choreo_bin() -> &'static Path {

@@ -73,7 +73,7 @@ async fn good_lines_are_published_in_order_and_bad_ones_named() {
 async fn a_clean_file_exits_zero_and_a_missing_one_three() {
     let dir = tempfile::tempdir().unwrap();
     subscribe(dir.path()).await;
-    let events: Vec<_> = (0..25).map(shipped).collect();
+    let events: Vec<_> = (0..25).map(scanned).collect();
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, events.iter().map(Envelope::to_json_string).collect::<Vec<_>>().join("\n")).unwrap();
     let out = run(&["--data-dir", dir.path().to_str().unwrap(), "publish", "--file", file.to_str().unwrap()], b"");

@@ -77,7 +77,8 @@ impl Issuer {
 
     /// A verifier trusting this issuer only.
     pub fn verifier(&self) -> Verifier {
-        Verifier::from_jwks(&self.jwks().to_string(), LOCAL_ISSUER).expect("the local issuer's own key set is well formed")
+        Verifier::from_jwks(&self.jwks().to_string(), LOCAL_ISSUER)
+            .expect("the local issuer's own key set is well formed")
     }
 
     pub fn path(&self) -> &Path {

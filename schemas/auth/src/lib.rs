@@ -138,7 +138,8 @@ impl AuthError {
 /// Reads the token out of an `Authorization: Bearer <token>` header value.
 pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
     let value = header.ok_or(AuthError::Missing)?.trim();
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| AuthError::Malformed("expected `Bearer <token>`".into()))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| AuthError::Malformed("expected `Bearer <token>`".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Malformed(format!("scheme {scheme:?} is not Bearer")));
     }

@@ -42,8 +42,10 @@ impl Verifier {
         for jwk in &set.keys {
             let kid = jwk.common.key_id.clone().ok_or_else(|| AuthError::KeySet("a key has no `kid`".into()))?;
             let algorithm = match jwk.common.key_algorithm {
-                Some(alg) => Algorithm::try_from(alg).map_err(|_| AuthError::KeySet(format!("key {kid:?}: algorithm {alg:?} is not for signatures")))?,
-                None => default_algorithm(&jwk.algorithm).ok_or_else(|| AuthError::KeySet(format!("key {kid:?} has no `alg`")))?,
+                Some(alg) => Algorithm::try_from(alg)
+                    .map_err(|_| AuthError::KeySet(format!("key {kid:?}: algorithm {alg:?} is not for signatures")))?,
+                None => default_algorithm(&jwk.algorithm)
+                    .ok_or_else(|| AuthError::KeySet(format!("key {kid:?} has no `alg`")))?,
             };
             let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::KeySet(format!("key {kid:?}: {e}")))?;
             keys.insert(kid, (key, algorithm));

@@ -24,7 +24,10 @@ fn customer_and_service_tokens_verify() {
 #[test]
 fn the_key_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let token = Issuer::open_or_create(dir.path()).unwrap().issue(&Principal::customer("c-1"), Duration::from_secs(60)).unwrap();
+    let token = Issuer::open_or_create(dir.path())
+        .unwrap()
+        .issue(&Principal::customer("c-1"), Duration::from_secs(60))
+        .unwrap();
     let again = Issuer::open_or_create(dir.path()).unwrap();
     assert_eq!(again.verifier().verify(&token), Ok(Principal::customer("c-1")));
     #[cfg(unix)]
