@@ -1,5 +1,6 @@
 //! The consumer loop on the inbox `notifier`: receive (long polling), write each event's
-//! notification durably (one transaction per batch, in the inbox's order), then acknowledge.
+//! notification durably (one transaction per batch, batches committed in the inbox's order),
+//! then acknowledge; the next batch is received while one is written and acknowledged.
 //! Events for no customer are acknowledged and skipped; a message that is not an EventBridge
 //! event carrying a CloudEvent is dead-lettered with the reason, never dropped silently.
 
@@ -13,8 +14,8 @@ use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::store::Pending;
-use crate::{INBOX, Notifier};
+use crate::store::{Answer, Pending};
+use crate::{INBOX, Notifier, NotifierError};
 
 /// How long a received message stays hidden before it comes back (written and acknowledged
 /// well within it).
@@ -74,10 +75,13 @@ async fn consume(notifier: Arc<Notifier>, inboxes: Arc<dyn Inboxes>, mut stop: w
         if messages.is_empty() {
             continue;
         }
-        let settle = handle(&notifier, messages).await;
+        // The batch's insert is queued now, so batches commit in the inbox's order; its
+        // answer is awaited, and the messages settled, while the next batch is received.
+        let batch = prepare(&notifier, messages);
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let inboxes = inboxes.clone();
         settling.spawn(async move {
+            let settle = batch.written().await;
             join_all(settle.into_iter().map(|(message, outcome)| settle_one(inboxes.as_ref(), message, outcome))).await;
             drop(permit);
         });
@@ -92,8 +96,16 @@ enum Outcome {
     Nack(Failure),
 }
 
-/// Writes the batch's notifications in one transaction; answers how to settle each message.
-async fn handle(notifier: &Notifier, messages: Vec<Message>) -> Vec<(Message, Outcome)> {
+/// A received batch: what to settle at once, and the messages whose notifications are being
+/// written.
+struct Batch {
+    settle: Vec<(Message, Outcome)>,
+    written: Vec<(Message, String)>,
+    insert: Option<Result<Answer<Vec<Option<u64>>>, NotifierError>>,
+}
+
+/// Reads the batch's events and queues their notifications in one transaction.
+fn prepare(notifier: &Notifier, messages: Vec<Message>) -> Batch {
     let mut settle = Vec::with_capacity(messages.len());
     let mut written = Vec::new();
     let mut pending = Vec::new();
@@ -123,24 +135,38 @@ async fn handle(notifier: &Notifier, messages: Vec<Message>) -> Vec<(Message, Ou
             }
         }
     }
-    match notifier.insert_many(pending).await {
-        Ok(seqs) => {
-            for ((message, event), seq) in written.into_iter().zip(seqs) {
-                match seq {
-                    Some(seq) => tracing::debug!(event, seq, "notifier: notification written"),
-                    None => tracing::debug!(event, "notifier: already notified; duplicate skipped"),
+    let insert = (!pending.is_empty()).then(|| notifier.queue_insert(pending));
+    Batch { settle, written, insert }
+}
+
+impl Batch {
+    /// Waits for the batch's notifications to be committed; answers how to settle each message.
+    async fn written(self) -> Vec<(Message, Outcome)> {
+        let Batch { mut settle, written, insert } = self;
+        let result = match insert {
+            None => return settle,
+            Some(Ok(answer)) => answer.await,
+            Some(Err(e)) => Err(e),
+        };
+        match result {
+            Ok(seqs) => {
+                for ((message, event), seq) in written.into_iter().zip(seqs) {
+                    match seq {
+                        Some(seq) => tracing::debug!(event, seq, "notifier: notification written"),
+                        None => tracing::debug!(event, "notifier: already notified; duplicate skipped"),
+                    }
+                    settle.push((message, Outcome::Ack));
                 }
-                settle.push((message, Outcome::Ack));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "notifier: cannot write notifications; they will be retried");
+                for (message, _) in written {
+                    settle.push((message, Outcome::Nack(Failure::retryable("STORE", e.to_string()))));
+                }
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "notifier: cannot write notifications; they will be retried");
-            for (message, _) in written {
-                settle.push((message, Outcome::Nack(Failure::retryable("STORE", e.to_string()))));
-            }
-        }
+        settle
     }
-    settle
 }
 
 /// The CloudEvent of a delivered EventBridge event, or why there is none.

@@ -230,11 +230,8 @@ impl Notifier {
         self.store.path()
     }
 
-    pub(crate) fn insert_many(
-        &self,
-        pending: Vec<Pending>,
-    ) -> impl Future<Output = Result<Vec<Option<u64>>, NotifierError>> + Send + '_ {
-        self.store.insert(pending)
+    pub(crate) fn queue_insert(&self, pending: Vec<Pending>) -> Result<store::Answer<Vec<Option<u64>>>, NotifierError> {
+        self.store.queue_insert(pending)
     }
 }
 

@@ -76,6 +76,21 @@ impl Pending {
 
 type Reply<T> = oneshot::Sender<Result<T, NotifierError>>;
 
+/// The writer's answer to a queued job.
+pub(crate) struct Answer<T>(oneshot::Receiver<Result<T, NotifierError>>);
+
+impl<T> std::future::IntoFuture for Answer<T>
+where
+    T: Send + 'static,
+{
+    type Output = Result<T, NotifierError>;
+    type IntoFuture = std::pin::Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.0.await.map_err(|_| NotifierError::Closed)? })
+    }
+}
+
 enum Job {
     Insert(Vec<Pending>, Reply<Vec<Option<u64>>>),
     Ack { customer: String, seq: u64, reply: Reply<()> },
@@ -166,28 +181,30 @@ impl Store {
         &self.path
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, NotifierError> {
+    /// Queues a job for the writer; the answer comes on the receiver once it is committed.
+    fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<Answer<T>, NotifierError> {
         let (tx, rx) = oneshot::channel();
-        {
-            let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = jobs.as_ref().ok_or(NotifierError::Closed)?;
-            sender.send(job(tx)).map_err(|_| NotifierError::Closed)?;
-        }
-        rx.await.map_err(|_| NotifierError::Closed)?
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = jobs.as_ref().ok_or(NotifierError::Closed)?;
+        sender.send(job(tx)).map_err(|_| NotifierError::Closed)?;
+        Ok(Answer(rx))
     }
 
     /// Writes the notifications in one transaction; answers each one's sequence number, or
     /// `None` for a duplicate. The customers' sessions are woken once it is committed.
     pub async fn insert(&self, pending: Vec<Pending>) -> Result<Vec<Option<u64>>, NotifierError> {
-        if pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.submit(|reply| Job::Insert(pending, reply)).await
+        self.queue_insert(pending)?.await
+    }
+
+    /// Queues the insert now (so inserts queued one after the other commit in that order);
+    /// the answer is awaited later.
+    pub fn queue_insert(&self, pending: Vec<Pending>) -> Result<Answer<Vec<Option<u64>>>, NotifierError> {
+        self.submit(|reply| Job::Insert(pending, reply))
     }
 
     /// Moves `customer`'s acknowledged number forward to `seq` (never back).
     pub async fn ack(&self, customer: &str, seq: u64) -> Result<(), NotifierError> {
-        self.submit(|reply| Job::Ack { customer: customer.to_owned(), seq, reply }).await
+        self.submit(|reply| Job::Ack { customer: customer.to_owned(), seq, reply })?.await
     }
 
     async fn read<T: Send + 'static>(
