@@ -149,3 +149,21 @@ async fn shutdown_stops_the_consumer_and_a_new_one_takes_over() {
     assert_eq!(notification(&mut ws).await["id"], late.id());
     consumer.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_for_no_customer_is_skipped_and_acknowledged() {
+    let t = on_bus().await;
+    // `authid` present (so the rule matches) but empty: nobody to notify.
+    let nobody = Envelope::builder("agents.support", "SupportTriaged").auth(AuthType::AppUser, "").build().unwrap();
+    let someone = completion("c-1", "SupportTriaged", json!({}));
+    put(&t.bus, &[&nobody]).await;
+    put(&t.bus, &[&someone]).await;
+    let (mut ws, _) = t.served.connect_ready("c-1", "").await;
+    assert_eq!(notification(&mut ws).await["id"], someone.id());
+    assert_eq!(t.served.notifier.cursor("").await.unwrap(), (0, 0));
+    t.consumer.shutdown().await;
+    // Both settled by acknowledgement: nothing left in the inbox, nothing dead-lettered.
+    let options = ReceiveOptions { visibility_timeout: std::time::Duration::ZERO, ..ReceiveOptions::default() };
+    assert!(t.bus.receive(INBOX, options).await.unwrap().is_empty());
+    assert!(t.bus.receive("notifier-dlq", options).await.unwrap().is_empty());
+}

@@ -149,3 +149,29 @@ async fn a_plain_http_request_is_not_upgraded() {
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_server_shutting_down_gracefully_closes_its_sessions_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::open_or_create(dir.path()).unwrap();
+    let notifier = choreo_notifier::Notifier::open(dir.path(), issuer.verifier()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sessions = notifier.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, notifier.router())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                sessions.close_sessions();
+            })
+            .into_future(),
+    );
+    let token = issuer.issue(&Principal::customer("c-1"), Duration::from_secs(60)).unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/v1/notifications?token={token}")).await.unwrap();
+    assert_eq!(next(&mut ws).await["type"], "ready");
+    stop.send(()).unwrap();
+    assert_eq!(closed(&mut ws).await, (1001, "going away".to_owned()));
+    tokio::time::timeout(WAIT, server).await.expect("the server did not stop").unwrap().unwrap();
+}
