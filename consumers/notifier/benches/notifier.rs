@@ -8,6 +8,8 @@
 //! `CHOREO_NOTIFIER_CLIENTS` (5000), `CHOREO_NOTIFIER_PER_CLIENT` (2 notifications each),
 //! `CHOREO_NOTIFIER_RATE` (events published per second, 0 = as fast as the bus takes them;
 //! default 2000) and `CHOREO_NOTIFIER_PUBLISHERS` (concurrent PutEvents callers, 4).
+//! `CHOREO_NOTIFIER_DIRECT=1` skips the bus (events go to `Notifier::notify`), to tell the
+//! notifier's own cost from the bus's.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -57,11 +59,16 @@ async fn run() -> bool {
     let per_client = env("CHOREO_NOTIFIER_PER_CLIENT", 2) as usize;
     let rate = env("CHOREO_NOTIFIER_RATE", 2000);
     let publishers = env("CHOREO_NOTIFIER_PUBLISHERS", 4).max(1) as usize;
+    // For profiling: hand the events to `Notifier::notify` instead of the bus.
+    let direct = env("CHOREO_NOTIFIER_DIRECT", 0) == 1;
     let total = clients * per_client;
     println!(
         "notifier bench: {clients} clients x {per_client} notifications = {total} events, rate {}, {publishers} publishers",
         if rate == 0 { "unlimited".to_owned() } else { format!("{rate}/s") }
     );
+    if direct {
+        println!("DIRECT: events go to Notifier::notify, not through the bus");
+    }
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let issuer = Issuer::open_or_create(dir.path()).expect("the issuer");
@@ -154,7 +161,7 @@ async fn run() -> bool {
     let next = Arc::new(AtomicUsize::new(0));
     let mut putters = Vec::new();
     for _ in 0..publishers {
-        let (bus, next, origin) = (bus.clone(), next.clone(), origin);
+        let (bus, next, origin, notifier) = (bus.clone(), next.clone(), origin, notifier.clone());
         putters.push(tokio::spawn(async move {
             loop {
                 let first = next.fetch_add(10, Ordering::SeqCst);
@@ -167,17 +174,23 @@ async fn run() -> bool {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let sent_us = origin.elapsed().as_micros() as u64;
-                let entries = (first..(first + 10).min(total))
+                let events: Vec<Envelope> = (first..(first + 10).min(total))
                     .map(|k| {
                         let (round, customer) = (k / clients, format!("c-{:05}", k % clients));
-                        let event = Envelope::builder("agents.payments", "PaymentIssueResolved")
+                        Envelope::builder("agents.payments", "PaymentIssueResolved")
                             .data(json!({"customer": customer, "round": round, "sent_us": sent_us}))
                             .auth(AuthType::AppUser, customer)
                             .build()
-                            .expect("an event");
-                        PutEventsEntry::from_envelope(&event)
+                            .expect("an event")
                     })
                     .collect();
+                if direct {
+                    for event in &events {
+                        notifier.notify(event).await.expect("notify");
+                    }
+                    continue;
+                }
+                let entries = events.iter().map(PutEventsEntry::from_envelope).collect();
                 let out = bus.put_events(entries).await.expect("PutEvents");
                 assert_eq!(out.failed_entry_count, 0, "entries refused: {out:?}");
             }
