@@ -109,16 +109,23 @@ async fn a_retry_after_503_publishes_the_same_event_once() {
 }
 
 #[tokio::test]
-async fn auth_errors_are_401_and_403() {
+async fn auth_errors_are_401_and_403_and_expired_tokens_are_refused() {
     let h = Harness::new().await;
     let missing = h.send(post(PATH, &[("content-type", "application/json")], body())).await;
     assert_eq!((missing.status.as_u16(), missing.problem()), (401, "unauthorized"));
     assert!(missing.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
     let forged = h.send(request("Bearer not.a.token", None, body())).await;
     assert_eq!((forged.status.as_u16(), forged.problem()), (401, "unauthorized"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expired = h.issuer.issue_at(&choreo_auth::Principal::customer("c-1001"), now - 120, now - 60).unwrap();
+    let late = h.send(request(&format!("Bearer {expired}"), None, body())).await;
+    assert_eq!((late.status.as_u16(), late.problem()), (401, "unauthorized"));
+    assert!(late.body["detail"].as_str().unwrap().contains("expired"), "{late:?}");
+    let valid = h.customer("c-1001");
+    assert_eq!(h.send(request(&valid, None, body())).await.status, 202);
     let service = h.send(request(&h.service("backoffice"), None, body())).await;
     assert_eq!((service.status.as_u16(), service.problem()), (403, "forbidden"));
-    assert!(h.delivered().await.is_empty());
+    assert_eq!(h.delivered().await.len(), 1, "only the valid token's request");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@
 use axum::http::HeaderMap;
 use choreo_schemas::Envelope;
 use choreo_schemas::envelope::EnvelopeError;
-use serde_json::{Map, Value, value::RawValue};
+use serde_json::{Map, Value};
 
 use super::problem::{Kind, Problem, ProblemDetail};
 use super::request::{is_json, media_type};
@@ -92,17 +92,14 @@ fn invalid_events(errors: Vec<ProblemDetail>) -> Problem {
 }
 
 fn batch(body: &[u8]) -> Result<Vec<Envelope>, Problem> {
-    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+    let items: Vec<Value> = serde_json::from_slice(body).map_err(|e| {
         Problem::malformed(format!("a batch must be a JSON array of events: {e}"))
             .with_error(ProblemDetail::at("", e.to_string()))
     })?;
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let parsed = serde_json::from_str::<Value>(item.get())
-            .map_err(|e| ProblemDetail::at("", e.to_string()).in_event(Some(i)))
-            .and_then(|value| structured(value, Some(i)));
-        match parsed {
+        match structured(item, Some(i)) {
             Ok(event) => events.push(event),
             Err(detail) => errors.push(detail),
         }

@@ -51,6 +51,7 @@ pub use events::EventsAccepted;
 pub use idempotency::{MAX_KEY_LEN, StoreError};
 pub use openapi::openapi_json;
 pub use problem::{Kind, PROBLEM_BASE, PROBLEM_JSON, Problem, ProblemDetail, ProblemDocument};
+pub use request::TOKEN_CACHE_TTL;
 pub use support::{SupportCase, SupportRequest};
 
 use crate::{Outcome, PublishError, Publisher};
@@ -85,6 +86,7 @@ pub struct Ingest {
     publisher: Publisher,
     verifier: Verifier,
     idempotency: Arc<idempotency::Idempotency>,
+    tokens: Arc<request::TokenCache>,
     max_request_bytes: usize,
     retry_after: Duration,
 }
@@ -94,6 +96,7 @@ pub(crate) struct Inner {
     publisher: Publisher,
     verifier: Verifier,
     idempotency: Arc<idempotency::Idempotency>,
+    tokens: Arc<request::TokenCache>,
     max_request_bytes: usize,
     retry_after: Duration,
 }
@@ -109,6 +112,7 @@ impl Ingest {
             publisher,
             verifier,
             idempotency,
+            tokens: Arc::default(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             retry_after: DEFAULT_RETRY_AFTER,
         })
@@ -136,6 +140,7 @@ impl Ingest {
             publisher: self.publisher.clone(),
             verifier: self.verifier.clone(),
             idempotency: Arc::clone(&self.idempotency),
+            tokens: Arc::clone(&self.tokens),
             max_request_bytes: self.max_request_bytes,
             retry_after: self.retry_after,
         };

@@ -93,7 +93,7 @@ pub(crate) async fn place(State(ingest): State<Arc<Inner>>, headers: HeaderMap, 
 }
 
 async fn place_request(ingest: &Inner, headers: &HeaderMap, body: Body) -> Result<(SupportCase, bool), Problem> {
-    let customer = customer(principal(&ingest.verifier, headers)?)?;
+    let customer = customer(principal(&ingest.verifier, &ingest.tokens, headers)?)?;
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => Some(check_key(value.as_bytes()).map_err(Problem::malformed)?.to_owned()),
