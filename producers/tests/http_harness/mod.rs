@@ -101,7 +101,7 @@ impl Harness {
     /// A harness whose `Ingest` is set up by `configure`.
     pub async fn with(configure: impl FnOnce(Ingest) -> Ingest) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let inner = EmbeddedBus::open(Config::new(&dir.path().join("bus"))).unwrap();
+        let inner = EmbeddedBus::open(Config::new(dir.path().join("bus"))).unwrap();
         inner.put_rule(RuleSpec::new("all", r#"{"detail": {"specversion": ["1.0"]}}"#)).await.unwrap();
         inner.put_targets("all", vec![Target::new("all", "all")]).await.unwrap();
         let bus = Arc::new(Switchable { inner, down: AtomicBool::new(false) });
