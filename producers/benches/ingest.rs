@@ -7,7 +7,7 @@
 //! Prints both, and the HTTP path's share of the direct throughput. Exits non-zero only when
 //! something failed.
 //!
-//! Scale with `INGEST_BENCH_BATCHES` (batches per path, default 3000), `INGEST_BENCH_CONCURRENCY`
+//! Scale with `INGEST_BENCH_BATCHES` (batches per path, default 6000), `INGEST_BENCH_CONCURRENCY`
 //! (tasks / connections, default 16), `INGEST_BENCH_ROUNDS` (default 3; the paths alternate and
 //! each keeps its best round) and `INGEST_BENCH_DURABILITY` (`full`, the default, or `normal`).
 
@@ -23,6 +23,10 @@ use choreo_producers::http::Ingest;
 use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{Channel, OrderSupportPlaced};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
+
+/// The allocator `choreo serve` uses (see choreo/src/main.rs), so the figures are its figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 10;
 
@@ -168,7 +172,7 @@ fn best(kept: Option<Figures>, new: Figures) -> Figures {
 }
 
 fn main() {
-    let batches = env("INGEST_BENCH_BATCHES", 3000);
+    let batches = env("INGEST_BENCH_BATCHES", 6000);
     let concurrency = env("INGEST_BENCH_CONCURRENCY", 16).max(1);
     let durability = match std::env::var("INGEST_BENCH_DURABILITY").as_deref() {
         Ok("normal") => Durability::Normal,

@@ -2,113 +2,27 @@
 //! calls the way EventBridge can: batching, retries of failed entries only, refusals, an
 //! unavailable bus. Nothing is reported published that the bus did not accept.
 
-use std::sync::{Arc, Mutex};
+#[path = "common/faulty.rs"]
+mod faulty;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use choreo_bus::api::*;
-use choreo_bus::{Bus, BusError, Config, EmbeddedBus, Inboxes};
+use choreo_bus::{Bus, Config, EmbeddedBus, Inboxes};
 use choreo_producers::{Outcome, PublishError, Publisher, RetryPolicy};
 use choreo_schemas::Envelope;
-use choreo_schemas::eventbridge::PutEventsEntry;
+use faulty::{Faulty, Key};
 use serde_json::json;
-
-/// The embedded bus, with its PutEvents calls recorded and faults injected.
-struct Faulty {
-    inner: EmbeddedBus,
-    calls: Mutex<Vec<Vec<String>>>,
-    /// Event (CloudEvent) ids to fail with ThrottlingException on their first attempt.
-    throttle_once: Mutex<Vec<String>>,
-    down: bool,
-}
-
-#[async_trait]
-impl Bus for Faulty {
-    async fn put_events(&self, entries: Vec<PutEventsEntry>) -> Result<PutEventsOutput, BusError> {
-        let ids: Vec<String> = entries.iter().map(|e| e.to_envelope().unwrap().id().to_owned()).collect();
-        self.calls.lock().unwrap().push(ids.clone());
-        if self.down {
-            return Err(BusError::Closed);
-        }
-        let (mut pass, mut slots) = (Vec::new(), Vec::new());
-        {
-            let mut throttle = self.throttle_once.lock().unwrap();
-            for (entry, id) in entries.into_iter().zip(&ids) {
-                if let Some(pos) = throttle.iter().position(|t| t == id) {
-                    throttle.remove(pos);
-                    slots.push(None);
-                } else {
-                    slots.push(Some(pass.len()));
-                    pass.push(entry);
-                }
-            }
-        }
-        let answered = if pass.is_empty() { Vec::new() } else { self.inner.put_events(pass).await?.entries };
-        let entries: Vec<EntryResult> = slots
-            .into_iter()
-            .map(|slot| match slot {
-                Some(k) => answered[k].clone(),
-                None => EntryResult::Failed {
-                    error_code: ErrorCode::ThrottlingException,
-                    error_message: "Rate exceeded".into(),
-                },
-            })
-            .collect();
-        let failed_entry_count = entries.iter().filter(|e| e.event_id().is_none()).count();
-        Ok(PutEventsOutput { failed_entry_count, entries })
-    }
-    async fn put_rule(&self, rule: RuleSpec) -> Result<String, BusError> {
-        self.inner.put_rule(rule).await
-    }
-    async fn delete_rule(&self, name: &str) -> Result<(), BusError> {
-        self.inner.delete_rule(name).await
-    }
-    async fn set_rule_state(&self, name: &str, state: RuleState) -> Result<(), BusError> {
-        self.inner.set_rule_state(name, state).await
-    }
-    async fn describe_rule(&self, name: &str) -> Result<Rule, BusError> {
-        self.inner.describe_rule(name).await
-    }
-    async fn list_rules(&self) -> Result<Vec<Rule>, BusError> {
-        self.inner.list_rules().await
-    }
-    async fn put_targets(&self, rule: &str, targets: Vec<Target>) -> Result<(), BusError> {
-        self.inner.put_targets(rule, targets).await
-    }
-    async fn remove_targets(&self, rule: &str, ids: &[String]) -> Result<(), BusError> {
-        self.inner.remove_targets(rule, ids).await
-    }
-    async fn create_archive(&self, archive: ArchiveSpec) -> Result<String, BusError> {
-        self.inner.create_archive(archive).await
-    }
-    async fn delete_archive(&self, name: &str) -> Result<(), BusError> {
-        self.inner.delete_archive(name).await
-    }
-    async fn describe_archive(&self, name: &str) -> Result<Archive, BusError> {
-        self.inner.describe_archive(name).await
-    }
-    async fn list_archives(&self) -> Result<Vec<Archive>, BusError> {
-        self.inner.list_archives().await
-    }
-    async fn start_replay(&self, replay: ReplaySpec) -> Result<Replay, BusError> {
-        self.inner.start_replay(replay).await
-    }
-    async fn describe_replay(&self, name: &str) -> Result<Replay, BusError> {
-        self.inner.describe_replay(name).await
-    }
-    async fn cancel_replay(&self, name: &str) -> Result<ReplayState, BusError> {
-        self.inner.cancel_replay(name).await
-    }
-    async fn list_replays(&self) -> Result<Vec<Replay>, BusError> {
-        self.inner.list_replays().await
-    }
-}
 
 async fn faulty(dir: &tempfile::TempDir, down: bool) -> Arc<Faulty> {
     let inner = EmbeddedBus::open(Config::new(dir.path())).unwrap();
     inner.put_rule(RuleSpec::new("all", r#"{"source": [{"prefix": "retail."}]}"#)).await.unwrap();
     inner.put_targets("all", vec![Target::new("all", "all")]).await.unwrap();
-    Arc::new(Faulty { inner, calls: Mutex::new(vec![]), throttle_once: Mutex::new(vec![]), down })
+    let bus = Faulty::new(inner, Key::Id);
+    bus.down.store(down, Ordering::SeqCst);
+    Arc::new(bus)
 }
 
 fn events(n: usize) -> Vec<Envelope> {
@@ -162,7 +76,7 @@ async fn only_the_throttled_entries_are_sent_again_and_each_event_lands_once() {
     let bus = faulty(&dir, false).await;
     let events = events(6);
     let throttled: Vec<String> = events.iter().step_by(2).map(|e| e.id().to_owned()).collect();
-    *bus.throttle_once.lock().unwrap() = throttled.clone();
+    bus.fail.lock().unwrap().extend(throttled.iter().map(|id| (id.clone(), 1)));
     let outcomes = Publisher::new(bus.clone()).with_retry(fast()).publish(&events).await.unwrap();
     assert!(outcomes.iter().all(Outcome::is_published), "{outcomes:?}");
     let calls = bus.calls.lock().unwrap().clone();

@@ -161,7 +161,7 @@ impl Inner {
     /// when it is unavailable or kept failing entries that may pass later; a 422 when it refused
     /// some for good. Both problems list what the bus did accept; `batch` puts indexes on them.
     async fn publish(&self, events: &[Envelope], batch: bool) -> Result<Vec<String>, Problem> {
-        let (outcomes, unavailable) = match self.publisher.publish(events).await {
+        let (outcomes, unavailable) = match self.publisher.publish_checked(events).await {
             Ok(outcomes) => (outcomes, None),
             Err(PublishError::Unavailable { source, outcomes }) => (outcomes, Some(source.to_string())),
         };

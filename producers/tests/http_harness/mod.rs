@@ -3,91 +3,32 @@
 //! reached the bus.
 #![allow(dead_code)]
 
+#[path = "../common/faulty.rs"]
+mod faulty;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use choreo_auth::{Issuer, Principal};
 use choreo_bus::api::*;
-use choreo_bus::{Bus, BusError, Config, EmbeddedBus, Inboxes};
+use choreo_bus::{Bus, Config, EmbeddedBus, Inboxes};
 use choreo_producers::http::Ingest;
 use choreo_producers::{Publisher, RetryPolicy};
 use choreo_schemas::Envelope;
-use choreo_schemas::eventbridge::PutEventsEntry;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// The embedded bus, which can be switched off: PutEvents then fails whole, as an unreachable
-/// EventBridge would.
-pub struct Switchable {
-    pub inner: EmbeddedBus,
-    pub down: AtomicBool,
-}
-
-#[async_trait]
-impl Bus for Switchable {
-    async fn put_events(&self, entries: Vec<PutEventsEntry>) -> Result<PutEventsOutput, BusError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
-        self.inner.put_events(entries).await
-    }
-    async fn put_rule(&self, rule: RuleSpec) -> Result<String, BusError> {
-        self.inner.put_rule(rule).await
-    }
-    async fn delete_rule(&self, name: &str) -> Result<(), BusError> {
-        self.inner.delete_rule(name).await
-    }
-    async fn set_rule_state(&self, name: &str, state: RuleState) -> Result<(), BusError> {
-        self.inner.set_rule_state(name, state).await
-    }
-    async fn describe_rule(&self, name: &str) -> Result<Rule, BusError> {
-        self.inner.describe_rule(name).await
-    }
-    async fn list_rules(&self) -> Result<Vec<Rule>, BusError> {
-        self.inner.list_rules().await
-    }
-    async fn put_targets(&self, rule: &str, targets: Vec<Target>) -> Result<(), BusError> {
-        self.inner.put_targets(rule, targets).await
-    }
-    async fn remove_targets(&self, rule: &str, ids: &[String]) -> Result<(), BusError> {
-        self.inner.remove_targets(rule, ids).await
-    }
-    async fn create_archive(&self, archive: ArchiveSpec) -> Result<String, BusError> {
-        self.inner.create_archive(archive).await
-    }
-    async fn delete_archive(&self, name: &str) -> Result<(), BusError> {
-        self.inner.delete_archive(name).await
-    }
-    async fn describe_archive(&self, name: &str) -> Result<Archive, BusError> {
-        self.inner.describe_archive(name).await
-    }
-    async fn list_archives(&self) -> Result<Vec<Archive>, BusError> {
-        self.inner.list_archives().await
-    }
-    async fn start_replay(&self, replay: ReplaySpec) -> Result<Replay, BusError> {
-        self.inner.start_replay(replay).await
-    }
-    async fn describe_replay(&self, name: &str) -> Result<Replay, BusError> {
-        self.inner.describe_replay(name).await
-    }
-    async fn cancel_replay(&self, name: &str) -> Result<ReplayState, BusError> {
-        self.inner.cancel_replay(name).await
-    }
-    async fn list_replays(&self) -> Result<Vec<Replay>, BusError> {
-        self.inner.list_replays().await
-    }
-}
+pub use faulty::{Faulty, Key};
 
 /// An ingest API on a fresh bus whose rule `all` sends every CloudEvent to the inbox `all`.
 pub struct Harness {
     pub dir: tempfile::TempDir,
-    pub bus: Arc<Switchable>,
+    pub bus: Arc<Faulty>,
     pub issuer: Issuer,
     pub ingest: Ingest,
     pub router: Router,
@@ -104,7 +45,7 @@ impl Harness {
         let inner = EmbeddedBus::open(Config::new(dir.path().join("bus"))).unwrap();
         inner.put_rule(RuleSpec::new("all", r#"{"detail": {"specversion": ["1.0"]}}"#)).await.unwrap();
         inner.put_targets("all", vec![Target::new("all", "all")]).await.unwrap();
-        let bus = Arc::new(Switchable { inner, down: AtomicBool::new(false) });
+        let bus = Arc::new(Faulty::new(inner, Key::Id));
         let fast = RetryPolicy {
             max_attempts: 2,
             base_backoff: Duration::from_millis(1),

@@ -2,23 +2,23 @@
 //! the way the back office builds them, and the embedded bus behind a wrapper that fails chosen
 //! entries, loses the answer of an accepted call, or hangs after the bus accepted a call.
 
-use std::collections::HashMap;
+#[path = "../common/faulty.rs"]
+mod faulty;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use choreo_bus::api::*;
-use choreo_bus::{Bus, BusError, Config, EmbeddedBus, Inboxes};
+use choreo_bus::{Bus, Config, EmbeddedBus, Inboxes};
 use choreo_producers::{Publisher, RetryPolicy};
 use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{CatalogEvent, ChargeCaptured, ItemLine, Money, OrderShipped, ServiceLevel};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
-use choreo_schemas::eventbridge::PutEventsEntry;
 use chrono::{NaiveDate, Utc};
 use rusqlite::{Connection, params};
-use tokio::sync::Notify;
+
+pub use faulty::{Faulty, Key};
 
 /// The table as the back office creates it: the contract, not a copy of it.
 const OUTBOX_DDL: &str = include_str!("../../../consumers/backoffice/src/outbox.sql");
@@ -106,122 +106,12 @@ pub fn captured(order_id: &str, amount_minor: i64) -> Envelope {
     built("retail.backoffice", order_id, &data)
 }
 
-/// The embedded bus, its PutEvents calls recorded (as CloudEvent subjects) and faults injected.
-pub struct Faulty {
-    pub inner: EmbeddedBus,
-    /// The subjects of the entries of each call.
-    pub calls: Mutex<Vec<Vec<String>>>,
-    /// Subject → how many more of its entries to fail with ThrottlingException.
-    pub fail: Mutex<HashMap<String, u32>>,
-    /// Calls still to pass to the bus and then answer with an error, as if the answer was lost.
-    pub lose_answers: AtomicU32,
-    /// While set, calls pass to the bus, notify, and never answer.
-    pub hang: Mutex<Option<Arc<Notify>>>,
-}
-
-#[async_trait]
-impl Bus for Faulty {
-    async fn put_events(&self, entries: Vec<PutEventsEntry>) -> Result<PutEventsOutput, BusError> {
-        let subjects: Vec<String> =
-            entries.iter().map(|e| e.to_envelope().unwrap().subject().unwrap_or_default().to_owned()).collect();
-        self.calls.lock().unwrap().push(subjects.clone());
-        let (mut pass, mut slots) = (Vec::new(), Vec::new());
-        {
-            let mut fail = self.fail.lock().unwrap();
-            for (entry, subject) in entries.into_iter().zip(&subjects) {
-                match fail.get_mut(subject).filter(|n| **n > 0) {
-                    Some(n) => {
-                        *n -= 1;
-                        slots.push(None);
-                    }
-                    None => {
-                        slots.push(Some(pass.len()));
-                        pass.push(entry);
-                    }
-                }
-            }
-        }
-        let answered = if pass.is_empty() { Vec::new() } else { self.inner.put_events(pass).await?.entries };
-        let hang = self.hang.lock().unwrap().clone();
-        if let Some(notify) = hang {
-            notify.notify_one();
-            std::future::pending::<()>().await;
-        }
-        if self.lose_answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(BusError::Closed);
-        }
-        let entries: Vec<EntryResult> = slots
-            .into_iter()
-            .map(|slot| match slot {
-                Some(k) => answered[k].clone(),
-                None => EntryResult::Failed {
-                    error_code: ErrorCode::ThrottlingException,
-                    error_message: "Rate exceeded".into(),
-                },
-            })
-            .collect();
-        let failed_entry_count = entries.iter().filter(|e| e.event_id().is_none()).count();
-        Ok(PutEventsOutput { failed_entry_count, entries })
-    }
-    async fn put_rule(&self, rule: RuleSpec) -> Result<String, BusError> {
-        self.inner.put_rule(rule).await
-    }
-    async fn delete_rule(&self, name: &str) -> Result<(), BusError> {
-        self.inner.delete_rule(name).await
-    }
-    async fn set_rule_state(&self, name: &str, state: RuleState) -> Result<(), BusError> {
-        self.inner.set_rule_state(name, state).await
-    }
-    async fn describe_rule(&self, name: &str) -> Result<Rule, BusError> {
-        self.inner.describe_rule(name).await
-    }
-    async fn list_rules(&self) -> Result<Vec<Rule>, BusError> {
-        self.inner.list_rules().await
-    }
-    async fn put_targets(&self, rule: &str, targets: Vec<Target>) -> Result<(), BusError> {
-        self.inner.put_targets(rule, targets).await
-    }
-    async fn remove_targets(&self, rule: &str, ids: &[String]) -> Result<(), BusError> {
-        self.inner.remove_targets(rule, ids).await
-    }
-    async fn create_archive(&self, archive: ArchiveSpec) -> Result<String, BusError> {
-        self.inner.create_archive(archive).await
-    }
-    async fn delete_archive(&self, name: &str) -> Result<(), BusError> {
-        self.inner.delete_archive(name).await
-    }
-    async fn describe_archive(&self, name: &str) -> Result<Archive, BusError> {
-        self.inner.describe_archive(name).await
-    }
-    async fn list_archives(&self) -> Result<Vec<Archive>, BusError> {
-        self.inner.list_archives().await
-    }
-    async fn start_replay(&self, replay: ReplaySpec) -> Result<Replay, BusError> {
-        self.inner.start_replay(replay).await
-    }
-    async fn describe_replay(&self, name: &str) -> Result<Replay, BusError> {
-        self.inner.describe_replay(name).await
-    }
-    async fn cancel_replay(&self, name: &str) -> Result<ReplayState, BusError> {
-        self.inner.cancel_replay(name).await
-    }
-    async fn list_replays(&self) -> Result<Vec<Replay>, BusError> {
-        self.inner.list_replays().await
-    }
-}
-
 /// The embedded bus in `dir/bus`, with a rule sending every back office event to inbox `all`.
 pub async fn faulty(dir: &Path) -> Arc<Faulty> {
     let inner = EmbeddedBus::open(Config::new(dir.join("bus"))).unwrap();
     inner.put_rule(RuleSpec::new("all", r#"{"source": ["retail.backoffice"]}"#)).await.unwrap();
     inner.put_targets("all", vec![Target::new("all", "all")]).await.unwrap();
-    Arc::new(Faulty {
-        inner,
-        calls: Mutex::new(vec![]),
-        fail: Mutex::new(HashMap::new()),
-        lose_answers: AtomicU32::new(0),
-        hang: Mutex::new(None),
-    })
+    Arc::new(Faulty::new(inner, Key::Subject))
 }
 
 /// A publisher that surfaces every entry failure to the relay at once.
