@@ -23,7 +23,9 @@ pub mod clock;
 pub mod embedded;
 pub mod json;
 pub mod pattern;
+pub mod publisher;
 
 pub use api::{Bus, BusError, Inboxes};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::{Config, Durability, EmbeddedBus};
+pub use publisher::{Outcome, PublishError, Publisher};

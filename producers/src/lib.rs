@@ -25,9 +25,7 @@
 //! # });
 //! ```
 
-mod publisher;
-
-pub use publisher::{Outcome, PublishError, Publisher, RetryPolicy};
+pub use choreo_bus::publisher::{Outcome, PublishError, Publisher, RetryPolicy};
 
 pub mod http;
 pub mod lambda;

@@ -174,7 +174,7 @@ impl Inner {
                 Outcome::Published { .. } => accepted.push(event.id().to_owned()),
                 Outcome::Refused { reason } => errors.push(ProblemDetail::at("", reason.clone()).in_event(index)),
                 Outcome::Failed { code, message, attempts } => {
-                    transient |= is_transient(code);
+                    transient |= outcome.is_retryable();
                     let reason = format!("{code}: {message} (after {attempts} attempts)");
                     errors.push(ProblemDetail::at("", reason).in_event(index));
                 }
@@ -200,10 +200,4 @@ impl Inner {
         };
         Err(problem.with_errors(errors).with_accepted(accepted))
     }
-}
-
-/// Whether a failed entry's code may pass on a later attempt.
-fn is_transient(code: &str) -> bool {
-    let retryable = [choreo_bus::api::ErrorCode::InternalFailure, choreo_bus::api::ErrorCode::ThrottlingException];
-    retryable.iter().any(|c| c.as_str() == code) || code == "BusUnavailable" || code == "NotSent"
 }

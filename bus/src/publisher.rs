@@ -2,15 +2,24 @@
 //! within EventBridge's limits (10 entries, 256 KiB), and retries only the entries the bus
 //! failed with a retryable code, with backoff. An entry is reported published only when the bus
 //! answered it with an event id.
+//!
+//! It lives beside the `Bus` trait so that every producer of events uses it: the ingest API
+//! and the outbox relay (through `choreo-producers`, which re-exports it) and the agents'
+//! completions ([`publish_on`], over a borrowed bus).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use choreo_bus::api::{EntryResult, ErrorCode, MAX_ENTRIES, MAX_ENTRY_BYTES};
-use choreo_bus::{Bus, BusError};
+use crate::api::{EntryResult, ErrorCode, MAX_ENTRIES, MAX_ENTRY_BYTES};
+use crate::{Bus, BusError};
 use choreo_schemas::Envelope;
 use choreo_schemas::catalog;
 use choreo_schemas::eventbridge::PutEventsEntry;
+
+/// The code of an event not sent because a whole call failed (the bus unavailable).
+pub const BUS_UNAVAILABLE: &str = "BusUnavailable";
+/// The code of an event left unsent when the publish stopped early.
+pub const NOT_SENT: &str = "NotSent";
 
 /// How a publisher retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +52,19 @@ pub enum Outcome {
 impl Outcome {
     pub fn is_published(&self) -> bool {
         matches!(self, Outcome::Published { .. })
+    }
+
+    /// Whether sending the event again later may succeed: it failed with a retryable code
+    /// (throttled, an internal failure) or was not sent because the bus was unavailable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Outcome::Failed { code, .. } => {
+                [ErrorCode::InternalFailure, ErrorCode::ThrottlingException].iter().any(|c| c.as_str() == code)
+                    || code == BUS_UNAVAILABLE
+                    || code == NOT_SENT
+            }
+            Outcome::Published { .. } | Outcome::Refused { .. } => false,
+        }
     }
 }
 
@@ -86,63 +108,74 @@ impl Publisher {
     }
 
     async fn send(&self, events: &[Envelope], validate: bool) -> Result<Vec<Outcome>, PublishError> {
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
-        let mut pending: Vec<(usize, PutEventsEntry)> = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
-            match check(event, validate) {
-                Ok(entry) => pending.push((i, entry)),
-                Err(reason) => outcomes[i] = Some(Outcome::Refused { reason }),
-            }
+        publish_on(self.bus.as_ref(), &self.retry, events, validate).await
+    }
+}
+
+/// What [`Publisher::publish`] does (with `validate`; without it, what
+/// [`Publisher::publish_checked`] does), on a bus the caller holds.
+pub async fn publish_on(
+    bus: &dyn Bus,
+    policy: &RetryPolicy,
+    events: &[Envelope],
+    validate: bool,
+) -> Result<Vec<Outcome>, PublishError> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+    let mut pending: Vec<(usize, PutEventsEntry)> = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        match check(event, validate) {
+            Ok(entry) => pending.push((i, entry)),
+            Err(reason) => outcomes[i] = Some(Outcome::Refused { reason }),
         }
-        let mut attempt = 0;
-        while !pending.is_empty() {
-            attempt += 1;
-            if attempt > 1 {
-                tokio::time::sleep(backoff(&self.retry, attempt - 1)).await;
-            }
-            let mut retry = Vec::new();
-            let mut calls = batches(pending).into_iter();
-            while let Some(batch) = calls.next() {
-                let entries: Vec<PutEventsEntry> = batch.iter().map(|(_, e)| e.clone()).collect();
-                match self.bus.put_events(entries).await {
-                    Ok(output) => {
-                        for ((i, entry), result) in batch.into_iter().zip(output.entries) {
-                            match result {
-                                EntryResult::Accepted { event_id } => {
-                                    outcomes[i] = Some(Outcome::Published { event_id });
-                                }
-                                EntryResult::Failed { error_code, error_message }
-                                    if error_code.is_retryable() && attempt < self.retry.max_attempts =>
-                                {
-                                    tracing::debug!(%error_code, %error_message, attempt, "entry failed; retrying");
-                                    retry.push((i, entry));
-                                }
-                                EntryResult::Failed { error_code, error_message } => {
-                                    outcomes[i] = Some(failed(error_code, error_message, attempt));
-                                }
+    }
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        attempt += 1;
+        if attempt > 1 {
+            tokio::time::sleep(backoff(policy, attempt - 1)).await;
+        }
+        let mut retry = Vec::new();
+        let mut calls = batches(pending).into_iter();
+        while let Some(batch) = calls.next() {
+            let entries: Vec<PutEventsEntry> = batch.iter().map(|(_, e)| e.clone()).collect();
+            match bus.put_events(entries).await {
+                Ok(output) => {
+                    for ((i, entry), result) in batch.into_iter().zip(output.entries) {
+                        match result {
+                            EntryResult::Accepted { event_id } => {
+                                outcomes[i] = Some(Outcome::Published { event_id });
+                            }
+                            EntryResult::Failed { error_code, error_message }
+                                if error_code.is_retryable() && attempt < policy.max_attempts =>
+                            {
+                                tracing::debug!(%error_code, %error_message, attempt, "entry failed; retrying");
+                                retry.push((i, entry));
+                            }
+                            EntryResult::Failed { error_code, error_message } => {
+                                outcomes[i] = Some(failed(error_code, error_message, attempt));
                             }
                         }
                     }
-                    Err(e) if e.is_retryable() && attempt < self.retry.max_attempts => retry.extend(batch),
-                    Err(source) => {
-                        // The whole call failed: nothing of this batch was accepted, and what
-                        // was still to be sent is not sent.
-                        let unsent = batch.into_iter().chain(calls.flatten()).chain(retry);
-                        for (i, _) in unsent {
-                            outcomes[i] = Some(Outcome::Failed {
-                                code: "BusUnavailable".into(),
-                                message: source.to_string(),
-                                attempts: attempt,
-                            });
-                        }
-                        return Err(PublishError::Unavailable { outcomes: settled(outcomes), source });
+                }
+                Err(e) if e.is_retryable() && attempt < policy.max_attempts => retry.extend(batch),
+                Err(source) => {
+                    // The whole call failed: nothing of this batch was accepted, and what
+                    // was still to be sent is not sent.
+                    let unsent = batch.into_iter().chain(calls.flatten()).chain(retry);
+                    for (i, _) in unsent {
+                        outcomes[i] = Some(Outcome::Failed {
+                            code: BUS_UNAVAILABLE.into(),
+                            message: source.to_string(),
+                            attempts: attempt,
+                        });
                     }
+                    return Err(PublishError::Unavailable { outcomes: settled(outcomes), source });
                 }
             }
-            pending = retry;
         }
-        Ok(settled(outcomes))
+        pending = retry;
     }
+    Ok(settled(outcomes))
 }
 
 /// Every event has its outcome by now: refused, published or failed.
@@ -150,7 +183,7 @@ fn settled(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
     outcomes
         .into_iter()
         .map(|o| {
-            o.unwrap_or_else(|| Outcome::Failed { code: "NotSent".into(), message: "not sent".into(), attempts: 0 })
+            o.unwrap_or_else(|| Outcome::Failed { code: NOT_SENT.into(), message: "not sent".into(), attempts: 0 })
         })
         .collect()
 }
