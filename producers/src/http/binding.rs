@@ -112,22 +112,11 @@ fn batch(body: &[u8]) -> Result<Vec<Envelope>, Problem> {
 /// One structured event (JSON event format), checked beyond what the SDK checks.
 fn structured(value: Value, index: Option<usize>) -> Result<Envelope, ProblemDetail> {
     let Value::Object(map) = value else {
-        let reason = format!("an event must be a JSON object, found {}", kind_of(&value));
+        let reason = format!("an event must be a JSON object, found {}", choreo_schemas::envelope::kind_of(&value));
         return Err(ProblemDetail::at("", reason).in_event(index));
     };
     check_attributes(&map).map_err(|d| d.in_event(index))?;
     Envelope::from_json_value(Value::Object(map)).map_err(|e| envelope_error(&e).in_event(index))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The spec's rules the SDK leaves unchecked: attribute names, `data` beside `data_base64`,

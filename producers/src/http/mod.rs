@@ -83,15 +83,11 @@ pub enum IngestError {
 /// The ingest API: its settings and state; [`Ingest::router`] serves it. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
-    publisher: Publisher,
-    verifier: Verifier,
-    idempotency: Arc<idempotency::Idempotency>,
-    tokens: Arc<request::TokenCache>,
-    max_request_bytes: usize,
-    retry_after: Duration,
+    inner: Inner,
 }
 
 /// The state the handlers share.
+#[derive(Clone)]
 pub(crate) struct Inner {
     publisher: Publisher,
     verifier: Verifier,
@@ -109,26 +105,28 @@ impl Ingest {
             .map_err(|source| IngestError::DataDir { path: data_dir.display().to_string(), source })?;
         let idempotency = Arc::new(idempotency::Idempotency::open(data_dir)?);
         Ok(Self {
-            publisher,
-            verifier,
-            idempotency,
-            tokens: Arc::default(),
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            retry_after: DEFAULT_RETRY_AFTER,
+            inner: Inner {
+                publisher,
+                verifier,
+                idempotency,
+                tokens: Arc::default(),
+                max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+                retry_after: DEFAULT_RETRY_AFTER,
+            },
         })
     }
 
     /// The largest request body taken (1 MiB unless set); a larger one is a 413.
     #[must_use]
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
-        self.max_request_bytes = bytes;
+        self.inner.max_request_bytes = bytes;
         self
     }
 
     /// The `Retry-After` sent with a 503 (rounded up to whole seconds, at least 1).
     #[must_use]
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = after;
+        self.inner.retry_after = after;
         self
     }
 
@@ -136,19 +134,11 @@ impl Ingest {
     /// with this API's settings; routers made from one `Ingest` (or its clones) share its
     /// idempotency store. The router has no fallback, so `merge` it with others freely.
     pub fn router(&self) -> Router {
-        let inner = Inner {
-            publisher: self.publisher.clone(),
-            verifier: self.verifier.clone(),
-            idempotency: Arc::clone(&self.idempotency),
-            tokens: Arc::clone(&self.tokens),
-            max_request_bytes: self.max_request_bytes,
-            retry_after: self.retry_after,
-        };
         Router::new()
             .route("/v1/support-requests", post(support::place))
             .route("/v1/events", post(events::publish))
             .route("/v1/openapi.json", get(openapi::serve))
-            .with_state(Arc::new(inner))
+            .with_state(Arc::new(self.inner.clone()))
     }
 }
 

@@ -5,6 +5,8 @@ mod budget;
 mod builder;
 mod parse;
 
+pub use parse::kind_of;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -11,7 +11,9 @@ use super::{AUTH_ID, AUTH_TYPE, AuthType, CAUSATION_ID, CORRELATION_ID, Envelope
 
 const STRING_EXTENSIONS: [&str; 5] = [CORRELATION_ID, CAUSATION_ID, TRACEPARENT, AUTH_TYPE, AUTH_ID];
 
-pub(super) fn kind_of(value: &Value) -> &'static str {
+/// What a JSON value is, for messages: `null`, `a boolean`, `a number`, `a string`, `an array`,
+/// `an object`.
+pub fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
