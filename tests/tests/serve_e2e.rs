@@ -202,3 +202,19 @@ async fn refused_tokens_get_a_close_reason() {
     assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
     assert!(page.text().await.unwrap().contains("/app.js"));
 }
+
+#[test]
+fn a_port_in_use_is_a_clear_error_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(&dir.path().join("first"));
+    let second = dir.path().join("second");
+    let out = choreo_tests::choreo()
+        .args(["serve", "--addr", &served.host, "--data-dir"])
+        .arg(&second)
+        .output()
+        .expect("run choreo serve");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("listen on {}", served.host)), "{stderr}");
+    assert!(!second.exists(), "the data directory was created before the port was taken");
+}

@@ -73,6 +73,10 @@ const JWKS_REFRESH: Duration = Duration::from_secs(600);
 
 /// Starts everything and returns once the port is open.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
+    // The port first: a port in use fails before anything touches the data directory.
+    let listener =
+        tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listen on {}", options.addr))?;
+    let addr = listener.local_addr().context("the listening address")?;
     let data_dir = options.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let (verifier, issuer, jwks_refresh) = match &options.trust {
@@ -110,9 +114,6 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
         app = app.merge(local_auth::router(issuer));
     }
 
-    let listener =
-        tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listen on {}", options.addr))?;
-    let addr = listener.local_addr().context("the listening address")?;
     let (stop, mut stopped) = watch::channel(false);
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
