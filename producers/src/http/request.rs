@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
-use base64::Engine;
 use choreo_auth::{AuthError, Principal, Verifier};
 
 use super::problem::{Kind, Problem};
@@ -34,8 +33,9 @@ impl TokenCache {
         {
             return Ok(principal.clone());
         }
-        let principal = verifier.verify(token)?;
-        if let Some(left) = seconds_left(token) {
+        let verified = verifier.verify_token(token)?;
+        let principal = verified.principal;
+        if let Some(left) = seconds_left(verified.expires_at) {
             // Whole seconds, less one: a cached token is never taken at or past its `exp`.
             let until = now + TOKEN_CACHE_TTL.min(Duration::from_secs(left.saturating_sub(1)));
             if let Ok(mut entries) = self.entries.lock() {
@@ -52,15 +52,8 @@ impl TokenCache {
     }
 }
 
-/// The seconds before a (verified) token's `exp`.
-fn seconds_left(token: &str) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Exp {
-        exp: u64,
-    }
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let exp = serde_json::from_slice::<Exp>(&json).ok()?.exp;
+/// The seconds before a token's `exp`.
+fn seconds_left(exp: u64) -> Option<u64> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     exp.checked_sub(now)
 }

@@ -24,7 +24,7 @@ mod verifier;
 use std::fmt;
 
 pub use issuer::Issuer;
-pub use verifier::Verifier;
+pub use verifier::{Verified, Verifier};
 
 /// The audience every Choreo token is issued for.
 pub const AUDIENCE: &str = "choreo";

@@ -9,6 +9,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::{AUDIENCE, AuthError, Claims, Principal};
 
+/// A token that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: Principal,
+    /// Its `exp`: seconds since the epoch.
+    pub expires_at: u64,
+}
+
 /// Verifies bearer tokens: the signature with a key of the set (chosen by `kid`), the
 /// algorithm the key declares, the issuer, the audience `choreo`, `exp` and `nbf` (no leeway:
 /// an expired token is expired), and the `kind` claim. Cheap to clone; a refreshed key set is
@@ -59,6 +67,12 @@ impl Verifier {
 
     /// The principal a token speaks for, or why it is refused.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_token(token).map(|verified| verified.principal)
+    }
+
+    /// [`Verifier::verify`], with the token's expiry: for callers that keep a connection or a
+    /// cached answer no longer than the token lives.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let kid = header.kid.ok_or_else(|| AuthError::Malformed("the token header has no `kid`".into()))?;
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
@@ -85,11 +99,12 @@ impl Verifier {
         if claims.sub.is_empty() {
             return Err(AuthError::Malformed("empty `sub`".into()));
         }
-        match claims.kind.as_str() {
-            "customer" => Ok(Principal::Customer(claims.sub)),
-            "service" => Ok(Principal::Service(claims.sub)),
-            other => Err(AuthError::Kind(other.into())),
-        }
+        let principal = match claims.kind.as_str() {
+            "customer" => Principal::Customer(claims.sub),
+            "service" => Principal::Service(claims.sub),
+            other => return Err(AuthError::Kind(other.into())),
+        };
+        Ok(Verified { principal, expires_at: claims.exp })
     }
 }
 

@@ -19,6 +19,8 @@ fn customer_and_service_tokens_verify() {
     let service = issuer.issue(&Principal::service("backoffice"), hour).unwrap();
     assert_eq!(verifier.verify(&customer), Ok(Principal::customer("c-1001")));
     assert_eq!(verifier.verify(&service), Ok(Principal::service("backoffice")));
+    let at = issuer.issue_at(&Principal::customer("c-1"), 1_000, 4_000_000_000).unwrap();
+    assert_eq!(verifier.verify_token(&at).unwrap().expires_at, 4_000_000_000);
 }
 
 #[test]
