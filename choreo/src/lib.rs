@@ -12,10 +12,12 @@
 
 pub mod cli;
 pub mod demo;
+pub mod ops;
 pub mod pattern_cmd;
 pub mod publish;
 pub mod serve;
 pub mod token;
+pub mod trace;
 pub mod validate;
 
 use std::io::{self, BufReader, BufWriter, Write};
@@ -94,6 +96,24 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Validate(args) => {
             let mut output = io::stdout().lock();
             let status = validate::run(&args, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(status)
+        }
+        Command::Replay(command) => {
+            let mut output = io::stdout().lock();
+            let status = ops::replay(command, &cli.data_dir, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(status)
+        }
+        Command::Dlq(command) => {
+            let mut output = io::stdout().lock();
+            let status = ops::dlq(command, &cli.data_dir, &mut output)?;
+            output.flush().context("cannot write to stdout")?;
+            Ok(status)
+        }
+        Command::Trace(args) => {
+            let mut output = io::stdout().lock();
+            let status = trace::run(&args, &cli.data_dir, &mut output)?;
             output.flush().context("cannot write to stdout")?;
             Ok(status)
         }

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod ops;
+
+pub use ops::*;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -44,6 +48,15 @@ pub enum Command {
     /// Check, test and benchmark EventBridge event patterns
     #[command(subcommand)]
     Pattern(PatternCommand),
+    /// Replay archived events to chosen agents or rules; follow, list and cancel replays
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+    /// Dead letters: list, show, redrive to the agent's inbox, purge
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// A case's timeline: events, agents, model turns, tool calls, completions, notifications
+    #[command(after_help = OPS_EXIT_CODES)]
+    Trace(TraceArgs),
 }
 
 const SERVE_ABOUT: &str = "\
@@ -181,6 +194,9 @@ pub struct ValidateArgs {
     /// The agent folders (default: consumers/agents of this source tree)
     #[arg(long, env = "CHOREO_AGENTS_DIR", value_name = "DIR")]
     pub agents_dir: Option<PathBuf>,
+    /// Also print the who-triggers-whom graph of the choreography in this format
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub graph: Option<GraphFormat>,
 }
 
 const PUBLISH_EXIT_CODES: &str = "\
