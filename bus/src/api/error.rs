@@ -35,6 +35,14 @@ pub enum BusError {
     ReplayNotCancellable { name: String, state: String },
     #[error("{active} replays are active; at most {limit} run at once")]
     TooManyReplays { active: usize, limit: usize },
+    #[error("inbox `{inbox}` has no message `{message}`")]
+    MessageNotFound { inbox: String, message: String },
+    /// A dead-lettered message cannot go back: no rule targets the inbox it came from.
+    #[error("message `{message}` cannot be redriven: {reason}")]
+    RedriveImpossible { message: String, reason: String },
+    /// The backend does not offer this operation (EventBridge cannot list an archive).
+    #[error("{operation} is not supported by the {backend} backend")]
+    Unsupported { operation: String, backend: String },
     /// The store could not do what was asked; nothing of the call was applied.
     #[error("{}: {kind}: {detail}", path.display())]
     Storage { path: PathBuf, kind: StorageFault, detail: String },

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use choreo_schemas::eventbridge::PutEventsEntry;
+use chrono::{DateTime, Utc};
 
 pub use error::{BusError, StorageFault};
 pub use types::*;
@@ -47,6 +48,21 @@ pub trait Bus: Send + Sync {
     async fn describe_replay(&self, name: &str) -> Result<Replay, BusError>;
     async fn cancel_replay(&self, name: &str) -> Result<ReplayState, BusError>;
     async fn list_replays(&self) -> Result<Vec<Replay>, BusError>;
+
+    /// Up to `limit` events of an archive in the window (both ends included), in the order a
+    /// replay walks them, after `after`. An extension for dry runs: EventBridge cannot list an
+    /// archive, and its backend answers [`BusError::Unsupported`].
+    async fn archived_events(
+        &self,
+        archive: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        after: Option<ArchiveCursor>,
+        limit: u32,
+    ) -> Result<Vec<ArchivedEvent>, BusError> {
+        let _ = (archive, start, end, after, limit);
+        Err(BusError::Unsupported { operation: "listing an archive's events".into(), backend: "this".into() })
+    }
 }
 
 /// SQS's side of the bus: each consumer's inbox.
@@ -63,4 +79,16 @@ pub trait Inboxes: Send + Sync {
     async fn nack(&self, inbox: &str, receipt: &Receipt, failure: Failure) -> Result<NackOutcome, BusError>;
     /// Keeps a received message hidden for `timeout` from now.
     async fn extend_visibility(&self, inbox: &str, receipt: &Receipt, timeout: Duration) -> Result<(), BusError>;
+
+    /// Every inbox with its counts (dead-letter inboxes among them).
+    async fn list_inboxes(&self) -> Result<Vec<InboxSummary>, BusError>;
+    /// Up to `limit` messages of an inbox in arrival order after message `after`, without
+    /// receiving them: nothing about them changes. Their receipts settle nothing.
+    async fn peek(&self, inbox: &str, after: Option<&str>, limit: u32) -> Result<Vec<Message>, BusError>;
+    /// Sends dead-lettered messages back to the inbox they were dead-lettered from, with
+    /// their target's current retry policy and fresh attempts (SQS's dead-letter redrive).
+    /// All or none: if one cannot go back, nothing moves.
+    async fn redrive(&self, dead_letter_inbox: &str, message_ids: &[String]) -> Result<Vec<Redriven>, BusError>;
+    /// Deletes messages for good, received or not. All or none.
+    async fn delete_messages(&self, inbox: &str, message_ids: &[String]) -> Result<u64, BusError>;
 }

@@ -463,3 +463,42 @@ pub struct Replay {
     pub replay_start_time: DateTime<Utc>,
     pub replay_end_time: Option<DateTime<Utc>>,
 }
+
+/// An inbox and what it holds (`GetQueueAttributes`' message counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboxSummary {
+    pub name: String,
+    /// Messages waiting to be received.
+    pub visible: u64,
+    /// Messages received and not yet settled, or waiting for a retry's backoff.
+    pub hidden: u64,
+    /// When the oldest message entered the inbox.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// A dead-lettered message sent back to the inbox it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redriven {
+    /// Its id in the dead-letter inbox, gone now.
+    pub message_id: String,
+    /// The inbox it went back to, and its id there.
+    pub inbox: String,
+    pub new_message_id: String,
+}
+
+/// One archived event (an extension: EventBridge cannot list an archive's events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedEvent {
+    /// Where the next page starts after this event.
+    pub cursor: ArchiveCursor,
+    pub time: DateTime<Utc>,
+    /// The event as the bus delivered it.
+    pub body: String,
+}
+
+/// A position in an archive, between two events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArchiveCursor {
+    pub time_ms: i64,
+    pub seq: i64,
+}

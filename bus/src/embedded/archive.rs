@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::rules::{check_description, check_name, parse_pattern};
 use super::writer::Ctx;
-use crate::api::{Archive, ArchiveSpec, BusError};
+use crate::api::{Archive, ArchiveCursor, ArchiveSpec, ArchivedEvent, BusError};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -134,5 +134,37 @@ pub(crate) fn exists(ctx: &Ctx<'_>, name: &str) -> Result<bool, BusError> {
         .prepare_cached("SELECT 1 FROM archives WHERE name = ?1")
         .and_then(|mut s| s.query_row([name], |_| Ok(())).optional())
         .map(|found| found.is_some())
+        .map_err(|e| ctx.db(e))
+}
+
+/// A page of an archive's events in the window, in the order a replay walks them.
+pub(crate) fn events(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    (start_ms, end_ms): (i64, i64),
+    after: Option<ArchiveCursor>,
+    limit: u32,
+) -> Result<Vec<ArchivedEvent>, BusError> {
+    if !exists(ctx, name)? {
+        return Err(BusError::ArchiveNotFound(name.to_owned()));
+    }
+    let after = after.unwrap_or(ArchiveCursor { time_ms: start_ms, seq: -1 });
+    ctx.tx
+        .prepare_cached(
+            "SELECT a.time_ms, a.seq, e.body FROM archived a JOIN events e ON e.seq = a.seq
+             WHERE a.archive = ?1 AND (a.time_ms, a.seq) > (?2, ?3) AND a.time_ms >= ?4 AND a.time_ms <= ?5
+             ORDER BY a.time_ms, a.seq LIMIT ?6",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![name, after.time_ms, after.seq, start_ms, end_ms, limit], |r| {
+                let (time_ms, seq) = (r.get(0)?, r.get(1)?);
+                Ok(ArchivedEvent {
+                    cursor: ArchiveCursor { time_ms, seq },
+                    time: DateTime::from_timestamp_millis(time_ms).unwrap_or_default(),
+                    body: r.get(2)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+        })
         .map_err(|e| ctx.db(e))
 }

@@ -14,24 +14,24 @@ use crate::api::{BusError, DeadLetter, ExhaustedCondition, Failure, Message, Nac
 /// The failure recorded when a consumer held a message past its visibility timeout.
 const TIMEOUT: &str = "TIMEOUT";
 
-struct Row {
-    id: i64,
-    event_seq: i64,
-    rule: String,
-    target: String,
-    receive_count: u32,
-    receipt: Option<String>,
-    sent_ms: i64,
-    ingested_ms: i64,
-    policy: Option<String>,
-    last_error: Option<String>,
-    dead_letter: Option<String>,
+pub(super) struct Row {
+    pub(super) id: i64,
+    pub(super) event_seq: i64,
+    pub(super) rule: String,
+    pub(super) target: String,
+    pub(super) receive_count: u32,
+    pub(super) receipt: Option<String>,
+    pub(super) sent_ms: i64,
+    pub(super) ingested_ms: i64,
+    pub(super) policy: Option<String>,
+    pub(super) last_error: Option<String>,
+    pub(super) dead_letter: Option<String>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, event_seq, rule, target, receive_count, receipt, sent_ms, ingested_ms, policy, last_error, dead_letter";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
         id: r.get(0)?,
         event_seq: r.get(1)?,
@@ -47,7 +47,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-fn known(ctx: &Ctx<'_>, inbox: &str) -> Result<(), BusError> {
+pub(super) fn known(ctx: &Ctx<'_>, inbox: &str) -> Result<(), BusError> {
     let found = ctx
         .tx
         .prepare_cached("SELECT 1 FROM inboxes WHERE name = ?1")
@@ -142,6 +142,17 @@ fn hand_out(ctx: &mut Ctx<'_>, inbox: &str, r: Row, hide_until: i64) -> Result<M
         .prepare_cached("UPDATE messages SET receive_count = ?2, receipt = ?3, visible_ms = ?4 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![r.id, count, receipt, hide_until]))
         .map_err(|e| ctx.db(e))?;
+    message(ctx, inbox, r, Receipt(receipt), count)
+}
+
+/// The message a row stands for, as a receiver (or an operator peeking) sees it.
+pub(super) fn message(
+    ctx: &Ctx<'_>,
+    inbox: &str,
+    r: Row,
+    receipt: Receipt,
+    receive_count: u32,
+) -> Result<Message, BusError> {
     let body: String = ctx
         .tx
         .prepare_cached("SELECT body FROM events WHERE seq = ?1")
@@ -154,15 +165,20 @@ fn hand_out(ctx: &mut Ctx<'_>, inbox: &str, r: Row, hide_until: i64) -> Result<M
         .transpose()
         .map_err(|e| BusError::Internal(format!("message {} has an unreadable dead-letter reason: {e}", r.id)))?;
     Ok(Message {
-        message_id: format!("{inbox}/{}", r.id),
-        receipt: Receipt(receipt),
+        message_id: message_id(inbox, r.id),
+        receipt,
         body,
-        receive_count: count,
+        receive_count,
         sent_at: DateTime::from_timestamp_millis(r.sent_ms).unwrap_or_default(),
         rule: r.rule,
         target: r.target,
         dead_letter,
     })
+}
+
+/// A message's id: its inbox and its number there.
+pub(super) fn message_id(inbox: &str, id: i64) -> String {
+    format!("{inbox}/{id}")
 }
 
 /// The message `receipt` stands for, if that receipt is still the current one.

@@ -5,6 +5,7 @@
 
 mod archive;
 mod body;
+mod deadletter;
 mod inbox;
 mod put;
 mod replay;
@@ -310,6 +311,19 @@ impl Bus for EmbeddedBus {
     async fn list_replays(&self) -> Result<Vec<Replay>, BusError> {
         self.call(false, replay::list).await
     }
+
+    async fn archived_events(
+        &self,
+        archive: &str,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+        after: Option<ArchiveCursor>,
+        limit: u32,
+    ) -> Result<Vec<ArchivedEvent>, BusError> {
+        let name = archive.to_owned();
+        let window = (start.timestamp_millis(), end.timestamp_millis());
+        self.call(false, move |ctx| archive::events(ctx, &name, window, after, limit)).await
+    }
 }
 
 #[async_trait]
@@ -368,5 +382,24 @@ impl Inboxes for EmbeddedBus {
         }
         let (name, receipt) = (inbox.to_owned(), receipt.clone());
         self.call(false, move |ctx| inbox::extend(ctx, &name, &receipt, timeout)).await
+    }
+
+    async fn list_inboxes(&self) -> Result<Vec<InboxSummary>, BusError> {
+        self.call(false, deadletter::list_inboxes).await
+    }
+
+    async fn peek(&self, inbox: &str, after: Option<&str>, limit: u32) -> Result<Vec<Message>, BusError> {
+        let (name, after) = (inbox.to_owned(), after.map(str::to_owned));
+        self.call(false, move |ctx| deadletter::peek(ctx, &name, after.as_deref(), limit)).await
+    }
+
+    async fn redrive(&self, dead_letter_inbox: &str, message_ids: &[String]) -> Result<Vec<Redriven>, BusError> {
+        let (name, ids) = (dead_letter_inbox.to_owned(), message_ids.to_vec());
+        self.call(true, move |ctx| deadletter::redrive(ctx, &name, &ids)).await
+    }
+
+    async fn delete_messages(&self, inbox: &str, message_ids: &[String]) -> Result<u64, BusError> {
+        let (name, ids) = (inbox.to_owned(), message_ids.to_vec());
+        self.call(true, move |ctx| deadletter::delete(ctx, &name, &ids)).await
     }
 }

@@ -159,7 +159,7 @@ pub(crate) fn list(ctx: &mut Ctx<'_>) -> Result<Vec<Rule>, BusError> {
     read_rules(ctx, None)
 }
 
-fn read_rules(ctx: &Ctx<'_>, only: Option<&str>) -> Result<Vec<Rule>, BusError> {
+pub(crate) fn read_rules(ctx: &Ctx<'_>, only: Option<&str>) -> Result<Vec<Rule>, BusError> {
     let db = |e| ctx.db(e);
     let mut stmt = ctx
         .tx
