@@ -1,17 +1,50 @@
-//! `choreo replay` and `choreo dlq`. (Being built.)
+//! `choreo replay` and `choreo dlq`: the operations commands over the bus of the data
+//! directory, and the agents' store for what the ledger would answer.
+
+mod dlq;
+mod ledger;
+mod replay;
 
 use std::io::Write;
 use std::path::Path;
 
+use anyhow::Context;
+use choreo_bus::{Config, EmbeddedBus};
+
 use crate::Status;
 use crate::cli::{DlqCommand, ReplayCommand};
 
+pub use ledger::Agents;
+
 pub fn replay(command: ReplayCommand, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    let _ = (command, data_dir, output);
-    anyhow::bail!("choreo replay is being built")
+    runtime()?.block_on(replay::run(command, data_dir, output))
 }
 
 pub fn dlq(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    let _ = (command, data_dir, output);
-    anyhow::bail!("choreo dlq is being built")
+    runtime()?.block_on(dlq::run(command, data_dir, output))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// The bus of the data directory, which must exist already: operations never create one.
+pub(crate) fn open_bus(data_dir: &Path) -> anyhow::Result<EmbeddedBus> {
+    if !data_dir.join("bus.db").exists() {
+        anyhow::bail!(
+            "{} holds no bus (bus.db): run `choreo serve` or `choreo demo` on it first, or pass --data-dir",
+            data_dir.display()
+        );
+    }
+    EmbeddedBus::open(Config::new(data_dir)).with_context(|| format!("cannot open the bus in {}", data_dir.display()))
+}
+
+/// Writes `value` as pretty JSON and a newline.
+pub(crate) fn write_json(output: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *output, value).context("cannot write to stdout")?;
+    writeln!(output).context("cannot write to stdout")
+}
+
+pub(crate) fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

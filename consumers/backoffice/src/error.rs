@@ -21,6 +21,26 @@ pub enum BackOfficeError {
     /// The database file cannot be opened, is not ours, or SQLite failed.
     #[error("back office database {}: {detail}", path.display())]
     Storage { path: PathBuf, detail: String },
+    /// The database refused the change for a reason no retry can fix: a constraint or trigger
+    /// the back office does not know, a table or column missing (a bad migration or deployment).
+    #[error("back office database {} refused the change: {detail}", path.display())]
+    Rejected { path: PathBuf, detail: String },
+}
+
+impl BackOfficeError {
+    /// A failure of SQLite itself, classified: refusals no retry can fix, or a storage fault
+    /// (busy, locked, full, I/O) that may pass.
+    pub(crate) fn from_sqlite(path: &std::path::Path, e: &rusqlite::Error, detail: String) -> Self {
+        let permanent = match e {
+            rusqlite::Error::SqliteFailure(f, _) => {
+                matches!(f.code, rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::Unknown)
+            }
+            rusqlite::Error::SqlInputError { .. } => true,
+            _ => false,
+        };
+        let path = path.to_path_buf();
+        if permanent { BackOfficeError::Rejected { path, detail } } else { BackOfficeError::Storage { path, detail } }
+    }
 }
 
 /// What a step inside a transaction can fail with; the path is added at the API boundary.

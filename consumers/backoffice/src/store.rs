@@ -146,7 +146,7 @@ impl BackOffice {
 
     fn finish<T>(&self, result: Result<T, Fail>) -> Result<T, BackOfficeError> {
         result.map_err(|e| match e {
-            Fail::Sql(e) => BackOfficeError::Storage { path: self.path.clone(), detail: describe(&e) },
+            Fail::Sql(e) => BackOfficeError::from_sqlite(&self.path, &e, describe(&e)),
             Fail::Api(e) => e,
         })
     }

@@ -138,3 +138,26 @@ fn every_synthetic_case_can_ship_its_missing_speaker_concurrently() {
     });
     assert_eq!(office.check_stock(SYNTHETIC_SPEAKER).unwrap().on_hand, 0);
 }
+
+#[test]
+fn a_change_the_database_refuses_for_good_is_rejected_not_retried_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retail.db");
+    let office = BackOffice::open_seeded(&path).unwrap();
+    // A bad deployment: a trigger that refuses every refund (the failure drill's broken tool).
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER frozen BEFORE INSERT ON refunds BEGIN SELECT RAISE(ABORT, 'refunds are frozen'); END;",
+    )
+    .unwrap();
+    match office.refund_charge("c-1001", "ch-1001-b", None, "duplicate charge", "k-1") {
+        Err(BackOfficeError::Rejected { path: at, detail }) => {
+            assert_eq!(at, path);
+            assert!(detail.contains("refunds are frozen"), "{detail}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(office.list_charges("c-1001", "o-1001").unwrap().charges.iter().all(|c| c.refunded_minor == 0));
+    conn.execute_batch("DROP TRIGGER frozen;").unwrap();
+    assert!(office.refund_charge("c-1001", "ch-1001-b", None, "duplicate charge", "k-1").is_ok(), "fixed, it works");
+}

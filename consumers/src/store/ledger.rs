@@ -146,15 +146,19 @@ impl Store {
 
     /// The ledger's rows for a case, oldest first.
     pub fn effects(&self, correlation_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
+        self.read_effects("correlation_id = ?1", [correlation_id])
+    }
+
+    fn read_effects(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<EffectRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT key, agent, event_id, correlation_id, tool, args, state, result, suppressed
-                 FROM effects WHERE correlation_id = ?1 ORDER BY started_at, rowid",
-            )
+                 FROM effects WHERE {filter} ORDER BY started_at, rowid"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([correlation_id], |r| {
+            .query_map(args, |r| {
                 let args: String = r.get(5)?;
                 let state: String = r.get(6)?;
                 let result: Option<String> = r.get(7)?;
@@ -173,6 +177,20 @@ impl Store {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// The ledger's rows of `agent` for CloudEvent `event_id`, oldest first (what a replay of
+    /// that event to that agent would get answered from the ledger).
+    pub fn event_effects(&self, agent: &str, event_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
+        self.read_effects("agent = ?1 AND event_id = ?2", (agent, event_id))
+    }
+
+    /// How `agent` ended its handling of CloudEvent `event_id`, if it did.
+    pub fn handled(&self, agent: &str, event_id: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        conn.prepare_cached("SELECT outcome FROM processed WHERE agent = ?1 AND event_id = ?2")
+            .and_then(|mut s| s.query_row((agent, event_id), |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
     }
 
     /// The recorded result under `key`, if settled (without counting a suppression).

@@ -71,6 +71,7 @@ impl From<BackOfficeError> for ToolError {
             BackOfficeError::Invalid { .. } => ToolError::Invalid(e.to_string()),
             BackOfficeError::NotFound { .. } | BackOfficeError::Conflict { .. } => ToolError::Failed(e.to_string()),
             BackOfficeError::Storage { .. } => ToolError::Unavailable(e.to_string()),
+            BackOfficeError::Rejected { .. } => ToolError::Broken(e.to_string()),
         }
     }
 }
