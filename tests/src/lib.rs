@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod customer;
 pub mod served;
 
 /// The `choreo` binary, built once per test process by `cargo build -p choreo --bin choreo`

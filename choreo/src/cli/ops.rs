@@ -44,7 +44,6 @@ Examples:
   choreo replay start --rule orders --rule inventory --from 2026-12-01T09:00:00Z --to 2026-12-01T10:00:00Z";
 
 #[derive(Debug, Args)]
-#[group(id = "destination", required = true, multiple = false)]
 pub struct ReplayStartArgs {
     /// The replay's name (1-64 of [.-_A-Za-z0-9]); default: <agent|rules>-<UTC time>
     #[arg(long, value_name = "NAME")]
@@ -53,10 +52,10 @@ pub struct ReplayStartArgs {
     #[arg(long, default_value = "choreo", value_name = "NAME")]
     pub archive: String,
     /// Replay to this agent only (its rule)
-    #[arg(long, value_name = "AGENT", group = "destination")]
+    #[arg(long, value_name = "AGENT", required_unless_present = "rules", conflicts_with = "rules")]
     pub agent: Option<String>,
     /// Replay to these rules only (repeat for more)
-    #[arg(long = "rule", value_name = "RULE", group = "destination")]
+    #[arg(long = "rule", value_name = "RULE")]
     pub rules: Vec<String>,
     /// Only the events of this case (its correlationid)
     #[arg(long, value_name = "CASE")]
@@ -139,16 +138,15 @@ pub struct DlqShowArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "which", required = true, multiple = true)]
 pub struct DlqSelectArgs {
     /// These messages (ids as `choreo dlq list --agent A` prints them)
-    #[arg(value_name = "MESSAGE", group = "which")]
+    #[arg(value_name = "MESSAGE", required_unless_present_any = ["agent", "all"])]
     pub messages: Vec<String>,
     /// Every dead letter of this agent (narrowed by --case and --code)
-    #[arg(long, value_name = "AGENT", group = "which")]
+    #[arg(long, value_name = "AGENT", conflicts_with_all = ["messages", "all"])]
     pub agent: Option<String>,
     /// Every dead letter of every agent (narrowed by --case and --code)
-    #[arg(long, group = "which")]
+    #[arg(long, conflicts_with = "messages")]
     pub all: bool,
     /// Only messages of this case (correlationid)
     #[arg(long, value_name = "CASE")]
