@@ -27,6 +27,7 @@
 //! ```
 
 pub mod cases;
+pub mod choreography;
 pub mod consumer;
 pub mod local;
 pub mod manifest;

@@ -1,6 +1,7 @@
 //! The checks behind `choreo validate`: every agent folder read as the runtime reads it (the
-//! manifest, the tools, the offline script, the cases against the rule), collecting every
-//! problem with its file and field instead of stopping at the first.
+//! manifest, the tools, the offline script, the cases against the rule), then the choreography
+//! they make together ([`crate::choreography`]), collecting every problem with its file and
+//! field instead of stopping at the first.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -12,6 +13,7 @@ use choreo_schemas::catalog::{CaseEscalated, CatalogEvent};
 use serde_json::{Value, json};
 
 use crate::cases::{self, AgentCase, CaseInput};
+use crate::choreography::{self, Graph, World};
 use crate::manifest::{self, Agent, MANIFEST_FILE, ManifestError};
 use crate::runner::{ESCALATE_TOOL, completion_tool};
 use crate::tools::Registry;
@@ -23,17 +25,39 @@ pub struct Report {
     pub agents: Vec<String>,
     /// The case files read.
     pub cases: usize,
+    /// Errors and warnings, in the order found.
     pub problems: Vec<Problem>,
+    /// The who-triggers-whom graph, once the choreography was checked.
+    pub graph: Option<Graph>,
+    /// Why the choreography was not checked, when it was asked for and could not be.
+    pub choreography_skipped: Option<String>,
 }
 
 impl Report {
+    /// No errors (warnings do not count).
     pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+        self.errors() == 0
+    }
+
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.problems.len() - self.errors()
     }
 
     fn problem(&mut self, file: impl Into<PathBuf>, field: Option<&str>, message: impl Into<String>) {
-        self.problems.push(Problem { file: file.into(), field: field.map(str::to_owned), message: message.into() });
+        self.problems.push(Problem::error(file, field, message));
     }
+}
+
+/// Whether a problem fails validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    /// Printed, but validation passes.
+    Warning,
 }
 
 /// One thing wrong in an agent folder: the file, the field when there is one, and why.
@@ -42,25 +66,42 @@ pub struct Problem {
     pub file: PathBuf,
     pub field: Option<String>,
     pub message: String,
+    pub severity: Severity,
+}
+
+impl Problem {
+    pub fn new(severity: Severity, file: impl Into<PathBuf>, field: Option<&str>, message: impl Into<String>) -> Self {
+        Problem { file: file.into(), field: field.map(str::to_owned), message: message.into(), severity }
+    }
+
+    pub fn error(file: impl Into<PathBuf>, field: Option<&str>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, file, field, message)
+    }
+
+    pub fn warning(file: impl Into<PathBuf>, field: Option<&str>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, file, field, message)
+    }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.field {
-            Some(field) => write!(f, "{}: `{field}`: {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+        write!(f, "{}: ", self.file.display())?;
+        if let Some(field) = &self.field {
+            write!(f, "`{field}`: ")?;
         }
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        write!(f, "{}", self.message)
     }
 }
 
 impl From<ManifestError> for Problem {
     fn from(e: ManifestError) -> Self {
         match e {
-            ManifestError::Read { path, source } => {
-                Problem { file: path, field: None, message: format!("cannot read: {source}") }
-            }
-            ManifestError::Parse { path, message } => Problem { file: path, field: None, message: one_line(&message) },
-            ManifestError::Field { path, field, message } => Problem { file: path, field: Some(field), message },
+            ManifestError::Read { path, source } => Problem::error(path, None, format!("cannot read: {source}")),
+            ManifestError::Parse { path, message } => Problem::error(path, None, one_line(&message)),
+            ManifestError::Field { path, field, message } => Problem::error(path, Some(&field), message),
         }
     }
 }
@@ -68,14 +109,10 @@ impl From<ManifestError> for Problem {
 impl From<OfflineScriptError> for Problem {
     fn from(e: OfflineScriptError) -> Self {
         match e {
-            OfflineScriptError::Read { path, source } => {
-                Problem { file: path, field: None, message: format!("cannot read: {source}") }
-            }
-            OfflineScriptError::Parse { path, message } => {
-                Problem { file: path, field: None, message: one_line(&message) }
-            }
+            OfflineScriptError::Read { path, source } => Problem::error(path, None, format!("cannot read: {source}")),
+            OfflineScriptError::Parse { path, message } => Problem::error(path, None, one_line(&message)),
             OfflineScriptError::Rule { path, index, message } => {
-                Problem { file: path, field: Some("rule".into()), message: format!("rule {index}: {message}") }
+                Problem::error(path, Some("rule"), format!("rule {index}: {message}"))
             }
         }
     }
@@ -83,12 +120,44 @@ impl From<OfflineScriptError> for Problem {
 
 /// Checks every agent folder under `dir` against `registry`'s tools.
 pub fn validate_agents(dir: &Path, registry: &Registry) -> Report {
+    read_folders(dir, registry).report
+}
+
+/// Checks every agent folder under `dir`, then the choreography they make in `world`: the
+/// completion schemas of every folder, and, once every manifest loads, the subscriptions, the
+/// events nobody consumes and the loops, with the graph.
+pub fn validate_choreography(dir: &Path, registry: &Registry, world: &World) -> Report {
+    let Folders { mut report, agents, folders } = read_folders(dir, registry);
+    for folder in &folders {
+        report.problems.extend(choreography::check_schemas(folder, world));
+    }
+    let refused = folders.iter().filter(|f| f.join(MANIFEST_FILE).is_file()).count() - agents.len();
+    if refused > 0 {
+        // Without every agent, events look unconsumed and rules unmatched that are not.
+        report.choreography_skipped =
+            Some(format!("the choreography is checked once every manifest loads ({refused} did not)"));
+    } else if !agents.is_empty() {
+        let checked = choreography::check(&agents, world);
+        report.problems.extend(checked.problems);
+        report.graph = Some(checked.graph);
+    }
+    report
+}
+
+/// The folders' report, the agents that loaded and every folder looked at.
+struct Folders {
+    report: Report,
+    agents: Vec<Agent>,
+    folders: Vec<PathBuf>,
+}
+
+fn read_folders(dir: &Path, registry: &Registry) -> Folders {
     let mut report = Report::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
             report.problem(dir, None, format!("cannot read the agents folder: {e}"));
-            return report;
+            return Folders { report, agents: Vec::new(), folders: Vec::new() };
         }
     };
     let mut folders = Vec::new();
@@ -109,16 +178,14 @@ pub fn validate_agents(dir: &Path, registry: &Registry) -> Report {
     if folders.is_empty() && report.problems.is_empty() {
         report.problem(dir, None, format!("no agent folders (a folder with {MANIFEST_FILE} is an agent)"));
     }
-    for folder in &folders {
-        check_folder(folder, registry, &mut report);
-    }
-    report
+    let agents = folders.iter().filter_map(|folder| check_folder(folder, registry, &mut report)).collect();
+    Folders { report, agents, folders }
 }
 
-fn check_folder(folder: &Path, registry: &Registry, report: &mut Report) {
+fn check_folder(folder: &Path, registry: &Registry, report: &mut Report) -> Option<Agent> {
     if !folder.join(MANIFEST_FILE).is_file() {
         report.problem(folder, None, format!("not an agent: it has no {MANIFEST_FILE}"));
-        return;
+        return None;
     }
     // What does not need the manifest is still checked when it fails, so that one run shows
     // every problem of the folder.
@@ -161,6 +228,7 @@ fn check_folder(folder: &Path, registry: &Registry, report: &mut Report) {
         }
         Err(e) => report.problems.push(e.into()),
     }
+    agent
 }
 
 /// The manifest's tools must be tools of the runtime.
@@ -434,6 +502,36 @@ input = '{}'
         let script = SCRIPT.replace("complete.PaymentIssueResolved", "case.escalate");
         let root = payments(&[("payments/cases/refund.json", &case), ("payments/offline.toml", &script)]);
         assert_eq!(problems(&root), Vec::<String>::new());
+    }
+
+    #[test]
+    fn warnings_are_shown_as_such_and_do_not_fail_the_report() {
+        let warning = Problem::warning("a/agent.toml", Some("completes_with"), "nobody consumes `X`");
+        assert_eq!(warning.to_string(), "a/agent.toml: `completes_with`: warning: nobody consumes `X`");
+        let report = Report { problems: vec![warning.clone(), warning], ..Report::default() };
+        assert!(report.is_ok());
+        assert_eq!((report.errors(), report.warnings()), (0, 2));
+    }
+
+    #[test]
+    fn the_choreography_is_checked_with_a_graph_once_every_manifest_loads() {
+        let world = World::new(&World::source_tree_schemas());
+        let root = payments(&[]);
+        let report = validate_choreography(root.path(), &Registry::standard(), &world);
+        assert!(report.graph.is_some() && report.choreography_skipped.is_none());
+        // Alone, payments waits for a `SupportTriaged` nobody publishes.
+        let found: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        assert!(found.iter().any(|p| p.contains("`subscribe`: the rule of `payments` matches no event anyone publishes: nobody publishes `SupportTriaged`")), "{found:#?}");
+
+        let broken =
+            payments(&[("payments/agent.toml", &PAYMENTS.replace("name = \"payments\"", "name = \"refunds\""))]);
+        let report = validate_choreography(broken.path(), &Registry::standard(), &world);
+        assert!(report.graph.is_none(), "{:?}", report.problems);
+        assert_eq!(
+            report.choreography_skipped.as_deref(),
+            Some("the choreography is checked once every manifest loads (1 did not)")
+        );
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     }
 
     #[test]
