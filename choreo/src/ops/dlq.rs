@@ -95,8 +95,10 @@ pub async fn run(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -
 async fn agent_dead_letters(bus: &EmbeddedBus, name: &str) -> anyhow::Result<Vec<String>> {
     let rule = format!("agent-{name}");
     match bus.describe_rule(&rule).await {
-        Ok(rule) => return Ok(rule.targets.into_iter().map(|t| t.dead_letter_inbox).collect()),
-        Err(BusError::RuleNotFound(_)) => {}
+        Ok(rule) if !rule.targets.is_empty() => {
+            return Ok(rule.targets.into_iter().map(|t| t.dead_letter_inbox).collect());
+        }
+        Ok(_) | Err(BusError::RuleNotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     let left = format!("agent-{name}-dlq");
