@@ -189,11 +189,7 @@ fn subscription(receiver: &Receiver, emissions: &[Emission], reach: &[Reach], pr
     let field = receiver.agent.then_some("subscribe");
     if !reach.iter().any(Reach::can_match) {
         let named: Vec<String> = rule.named_events().iter().filter_map(|event| why_not(event)).collect();
-        let why = if named.is_empty() {
-            "no producer's event and no agent's completion can match it".to_owned()
-        } else {
-            named.join("; ")
-        };
+        let why = if named.is_empty() { example_reason(reach) } else { named.join("; ") };
         let message = format!("the rule of `{name}` matches no event anyone publishes: {why}");
         problems.push(if receiver.agent {
             Problem::error(&receiver.file, field, message)
@@ -208,6 +204,17 @@ fn subscription(receiver: &Receiver, emissions: &[Emission], reach: &[Reach], pr
             field,
             format!("the rule of `{name}` names an event it never receives: {why}"),
         ));
+    }
+}
+
+/// For a rule that names no event: why it misses one, preferring a reason about a field the
+/// event has over one about a field it lacks (most events lack most fields).
+fn example_reason(reach: &[Reach]) -> String {
+    let reasons: Vec<&String> =
+        reach.iter().filter_map(|r| if let Reach::Never(why) = r { Some(why) } else { None }).collect();
+    match reasons.iter().find(|why| !why.ends_with("no such field")).or(reasons.first()) {
+        Some(why) => format!("no producer's event and no agent's completion can match it, e.g. {why}"),
+        None => "no producer's event and no agent's completion can match it".to_owned(),
     }
 }
 

@@ -135,6 +135,19 @@ fn a_field_condition_the_schema_rules_out_is_an_error_with_the_reason() {
 }
 
 #[test]
+fn a_rule_naming_no_event_that_nothing_can_match_is_an_error_with_an_example_reason() {
+    let mut files = agent("triage", r#"{ detail = { data = { issues = ["lost_parcel"] } } }"#, "Triaged", "");
+    // An open schema could carry `issues` (and the rule would answer its own completion).
+    files[2].1 = r#"{"type": "object", "additionalProperties": false, "properties": {}}"#.into();
+    let root = with(files);
+    let (problems, _) = check_dir(root.path(), &world(true));
+    let found: Vec<&String> = problems.iter().filter(|p| p.starts_with("/triage/")).collect();
+    assert_eq!(found.len(), 1, "{problems:#?}");
+    assert!(found[0].contains("no producer's event and no agent's completion can match it, e.g. `detail.data.issues` wants [\"lost_parcel\"], but in `"), "{}", found[0]);
+    assert!(!found[0].ends_with("no such field"), "{}", found[0]);
+}
+
+#[test]
 fn a_named_event_a_rule_can_never_receive_is_a_warning_when_others_match() {
     let subscribe = r#"{ "detail-type" = ["InventoryChecked", "StockCounted"] }"#;
     let root = with(agent("restock", subscribe, "RestockOrdered", ""));
