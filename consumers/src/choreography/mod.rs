@@ -114,9 +114,24 @@ pub fn check(agents: &[Agent], world: &World) -> Checked {
     }
     unconsumed(agents, world, &receivers, &emissions, &reach, &mut problems);
 
+    let (mut graph, agent_edges) = who_triggers_whom(agents, world, &receivers, &emissions, &reach);
+    loops(agents, &agent_edges, &mut graph, &mut problems);
+    Checked { problems, graph }
+}
+
+/// The graph of every emission and the receivers whose rule can match it; and its edges
+/// between agents, for the loops.
+fn who_triggers_whom(
+    agents: &[Agent],
+    world: &World,
+    receivers: &[Receiver],
+    emissions: &[Emission],
+    reach: &[Vec<Reach>],
+) -> (Graph, Vec<cycles::Edge>) {
     let mut graph = Graph::default();
     let producers: Vec<usize> = world.producers.iter().map(|p| graph.node(NodeKind::Producer, &p.source)).collect();
     let agent_nodes: Vec<usize> = agents.iter().map(|a| graph.node(NodeKind::Agent, a.name())).collect();
+    // Receivers are the agents, in order, then the other subscribers.
     let receiver_nodes: Vec<usize> = receivers
         .iter()
         .enumerate()
@@ -124,23 +139,19 @@ pub fn check(agents: &[Agent], world: &World) -> Checked {
         .collect();
     let mut agent_edges = Vec::new();
     for (e, emission) in emissions.iter().enumerate() {
+        let to: Vec<usize> = (0..receivers.len()).filter(|&r| reach[r][e].can_match()).collect();
         let from = match emission.emitter {
             Emitter::Producer(p) => producers[p],
-            Emitter::Agent(a) => agent_nodes[a],
+            Emitter::Agent(a) => {
+                let event = &emission.event;
+                let edges = to.iter().filter(|&&r| receivers[r].agent);
+                agent_edges.extend(edges.map(|&r| cycles::Edge { from: a, event: event.clone(), to: r }));
+                agent_nodes[a]
+            }
         };
-        let to: Vec<usize> = (0..receivers.len()).filter(|&r| reach[r][e].can_match()).collect();
         graph.emits(from, &emission.event, to.iter().map(|&r| receiver_nodes[r]).collect());
-        if let Emitter::Agent(a) = emission.emitter {
-            let event = emission.event.clone();
-            agent_edges.extend(to.iter().filter(|&&r| receivers[r].agent).map(|&r| cycles::Edge {
-                from: a,
-                event: event.clone(),
-                to: r,
-            }));
-        }
     }
-    loops(agents, &agent_edges, &mut graph, &mut problems);
-    Checked { problems, graph }
+    (graph, agent_edges)
 }
 
 /// Each producer's events, each agent's completions and its escalations.
