@@ -173,3 +173,16 @@ fn as_replayed(body: &str, replay: &str) -> String {
     let inner = trimmed.strip_suffix('}').unwrap_or(trimmed);
     format!("{inner},\"replay-name\":{}}}", Value::String(replay.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replayed_shape_adds_replay_name_and_stays_json() {
+        let body = r#"{"version":"0","id":"x","detail":{"id":"e1"}}"#;
+        let replayed: Value = serde_json::from_str(&as_replayed(body, "fix \"1\"")).unwrap();
+        assert_eq!(replayed["replay-name"], "fix \"1\"");
+        assert_eq!(replayed["detail"]["id"], "e1");
+    }
+}

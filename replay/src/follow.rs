@@ -6,7 +6,7 @@ use choreo_bus::api::Replay;
 use choreo_bus::{Bus, BusError};
 
 use crate::ReplayError;
-use crate::plan::TEMPORARY_RULE_PREFIX;
+use crate::plan::{CREATED, TEMPORARY_RULE_PREFIX};
 
 /// Reports the replay's progress to `progress` until it ends or `deadline` passes; answers its
 /// last state. A replay that ended has its temporary rules removed.
@@ -31,16 +31,27 @@ pub async fn follow(
     }
 }
 
-/// Removes the temporary rules of case replays that have ended (or no longer exist); answers
+/// A temporary rule whose replay does not exist is left this long: the replay may be about to
+/// start (another process made the rule a moment ago).
+const GRACE_MS: i64 = 5 * 60 * 1000;
+
+/// Removes the temporary rules of case replays that have ended (or that never started); answers
 /// how many were removed.
 pub async fn sweep(bus: &dyn Bus) -> Result<usize, ReplayError> {
     let mut removed = 0;
+    let now = chrono::Utc::now().timestamp_millis();
     for rule in bus.list_rules().await? {
         let Some(rest) = rule.name.strip_prefix(TEMPORARY_RULE_PREFIX) else { continue };
         let Some((replay, _)) = rest.rsplit_once('.') else { continue };
+        let created = rule
+            .description
+            .as_deref()
+            .and_then(|d| d.rsplit_once(CREATED))
+            .and_then(|(_, ms)| ms.parse::<i64>().ok())
+            .unwrap_or(0);
         let ended = match bus.describe_replay(replay).await {
             Ok(r) => !r.state.is_active(),
-            Err(BusError::ReplayNotFound(_)) => true,
+            Err(BusError::ReplayNotFound(_)) => now - created > GRACE_MS,
             Err(e) => return Err(e.into()),
         };
         if ended {

@@ -14,6 +14,8 @@ use crate::ReplayError;
 /// Temporary rules of case replays are named `<prefix><replay>.<n>`.
 pub const TEMPORARY_RULE_PREFIX: &str = "replay.";
 const MAX_RULE_NAME: usize = 64;
+/// Where a temporary rule's description says when it was made (milliseconds since the epoch).
+pub(crate) const CREATED: &str = "created at ms ";
 
 /// What an operator asks for, with names already resolved to rules.
 #[derive(Debug, Clone)]
@@ -123,7 +125,7 @@ pub async fn plan(bus: &dyn Bus, request: ReplayRequest) -> Result<Plan, ReplayE
             )));
         }
         let temporary = match &case {
-            Some((case_id, _)) => Some(temporary_rule(&name, n, &rule, case_id)?),
+            Some((case_id, _)) => Some(temporary_rule(&name, n, &rule, case_id, now)?),
             None => None,
         };
         destinations.push(Destination { rule, temporary });
@@ -181,7 +183,13 @@ fn check_name(name: &str) -> Result<(), ReplayError> {
 
 /// The rule that stands in for `rule` in a replay of one case: its pattern narrowed to the
 /// replay's events of that case, its targets the same.
-fn temporary_rule(replay: &str, n: usize, rule: &Rule, case: &str) -> Result<RuleSpec, ReplayError> {
+fn temporary_rule(
+    replay: &str,
+    n: usize,
+    rule: &Rule,
+    case: &str,
+    now: DateTime<Utc>,
+) -> Result<RuleSpec, ReplayError> {
     let name = format!("{TEMPORARY_RULE_PREFIX}{replay}.{n}");
     if name.len() > MAX_RULE_NAME {
         return Err(ReplayError::Invalid(format!(
@@ -210,12 +218,82 @@ fn temporary_rule(replay: &str, n: usize, rule: &Rule, case: &str) -> Result<Rul
         event_pattern: text,
         state: RuleState::Enabled,
         description: Some(format!(
-            "temporary: replay `{replay}` of case `{case}` to rule `{}`; removed when the replay ends",
-            rule.name
+            "temporary: replay `{replay}` of case `{case}` to rule `{}`; removed when the replay ends; {CREATED}{}",
+            rule.name,
+            now.timestamp_millis()
         )),
     })
 }
 
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use choreo_bus::api::{RuleState, Target};
+    use choreo_bus::pattern::{Machine, Scratch};
+
+    use super::*;
+
+    fn rule(pattern: &str) -> Rule {
+        Rule {
+            name: "agent-payments".into(),
+            arn: "arn".into(),
+            event_pattern: pattern.into(),
+            state: RuleState::Enabled,
+            description: None,
+            targets: vec![Target::new("agent-payments", "agent-payments")],
+        }
+    }
+
+    fn matches(spec: &RuleSpec, event: &Value) -> bool {
+        Machine::single(&Pattern::parse(&spec.event_pattern).unwrap())
+            .is_match(event.to_string().as_bytes(), &mut Scratch::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_case_rule_takes_only_the_replays_events_of_that_case_that_the_rule_takes() {
+        let pattern = r#"{"detail-type":["SupportTriaged"],"detail":{"data":{"issues":["duplicate_charge"]}}}"#;
+        let spec = temporary_rule("fix", 0, &rule(pattern), "case-1", Utc::now()).unwrap();
+        assert_eq!(spec.name, "replay.fix.0");
+        let event = |replay: Option<&str>, case: &str, issue: &str| {
+            let mut e = json!({"detail-type": "SupportTriaged",
+                               "detail": {"correlationid": case, "data": {"issues": [issue]}}});
+            if let Some(r) = replay {
+                e["replay-name"] = json!(r);
+            }
+            e
+        };
+        assert!(matches(&spec, &event(Some("fix"), "case-1", "duplicate_charge")));
+        assert!(!matches(&spec, &event(None, "case-1", "duplicate_charge")), "live events never");
+        assert!(!matches(&spec, &event(Some("other"), "case-1", "duplicate_charge")), "another replay's");
+        assert!(!matches(&spec, &event(Some("fix"), "case-2", "duplicate_charge")), "another case's");
+        assert!(!matches(&spec, &event(Some("fix"), "case-1", "missing_item")), "what the rule does not take");
+    }
+
+    #[test]
+    fn patterns_that_cannot_be_narrowed_are_refused_by_name() {
+        let now = Utc::now();
+        for (pattern, why) in [
+            (r#"{"replay-name":[{"exists":false}]}"#, "already filters on replay-name"),
+            (r#"{"detail":{"correlationid":["x"]}}"#, "already filters on detail.correlationid"),
+            (r#"{"detail":["x"]}"#, "detail pattern is not an object"),
+        ] {
+            let err = temporary_rule("fix", 0, &rule(pattern), "c", now).unwrap_err().to_string();
+            assert!(err.contains("rule `agent-payments` cannot be narrowed to case `c`") && err.contains(why), "{err}");
+        }
+        let long = "x".repeat(60);
+        let err = temporary_rule(&long, 0, &rule("{}"), "c", now).unwrap_err().to_string();
+        assert!(err.contains("too long for a case replay"), "{err}");
+    }
+
+    #[test]
+    fn replay_names_are_eventbridges() {
+        assert!(check_name("fix-1.a_b").is_ok());
+        for bad in ["", "has space", "slash/no", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,0 +1,560 @@
+//! The replay benchmark (issue 7's speed item): replays archived events to one agent whose
+//! effects are all in the ledger already, and prints how fast, with the proof that no effect
+//! ran again. Prints figures; fails only when the proof fails (an effect ran, a refund or a
+//! ledger row appeared) or the bench itself could not run.
+//!
+//! The scenario, all on the embedded bus, the real agents runtime and the offline model:
+//! 1. Setup (not timed). A data directory with the synthetic back office of `CASES` customers,
+//!    each charged twice for their order (`DataSet::synthetic`), and the runtime running the
+//!    real `payments` agent only (its folder copied alone into a temporary agents directory).
+//!    `EVENTS_PER_CASE` distinct `SupportTriaged` events per case (issues
+//!    `["duplicate_charge"]`, the case's customer as `app_user`, one correlationid per case) are
+//!    published, round by round across the cases, with event times 1 ms apart in a window that
+//!    ended before anything ran, so the window holds exactly these events (the completions
+//!    `payments` publishes are stamped later). The archive `choreo` keeps them. `payments`
+//!    handles them all live: the first event of each case refunds the duplicate, the others find
+//!    it refunded; every completion is recorded in the ledger. The budget the events carry is
+//!    wide, since a hundred triages of one case is a load, not a case.
+//! 2. `payments`' rows of the `processed` table are deleted, as if it had lost its
+//!    acknowledgements in a crash after its effects: a replay then runs the agent's whole loop
+//!    on every event (model turns, tools), and every effect it attempts is answered by the
+//!    ledger instead of acting.
+//! 3. Timed: a replay of the window to `agent-payments` only, from its start until the replay
+//!    is COMPLETED, the inbox is drained and every event is back in `processed` (polled every
+//!    10 ms). The replay re-publishes each event's recorded completion (same CloudEvent id),
+//!    as the runtime does for an event answered from the ledger. The proof: refunds and ledger
+//!    rows unchanged, no ledger row left `started`, the `suppressed` counter grown by exactly
+//!    the effect attempts, and no side-effecting tool call ending `Ok` (from the runtime's
+//!    observer, when it missed no step).
+//! 4. Timed: the same window replayed again with `processed` kept: each event acknowledged as a
+//!    duplicate without running (the dedupe path).
+//!
+//! `cargo bench -p choreo-replay --bench replay`. Env: `REPLAY_BENCH_CASES` (default 1000),
+//! `REPLAY_BENCH_EVENTS_PER_CASE` (default 100), `REPLAY_BENCH_DIR` (where the data directory
+//! goes; default the system temp dir).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use choreo_backoffice::DataSet;
+use choreo_bus::api::ReplayState;
+use choreo_bus::publisher::Publisher;
+use choreo_bus::{Bus, EmbeddedBus, Inboxes};
+use choreo_consumers::local::{ARCHIVE, BACKOFFICE_FILE, Local, Options, default_agents_dir};
+use choreo_consumers::observe::{Observer, StepKind, ToolOutcome};
+use choreo_consumers::runner::ESCALATE_TOOL;
+use choreo_consumers::store::STORE_FILE;
+use choreo_consumers::tools::Registry;
+use choreo_replay::{ReplayRequest, plan, start};
+use choreo_schemas::Envelope;
+use choreo_schemas::catalog::{IssueKind, SupportTriaged};
+use choreo_schemas::envelope::{AuthType, Budget, EnvelopeBuilder};
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::Connection;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The allocator `choreo serve` uses (see choreo/src/main.rs), so the figures are its figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const AGENT: &str = "payments";
+/// The agent's rule and its inbox (`agent-<name>`, see the runtime).
+const RULE: &str = "agent-payments";
+const INBOX: &str = "agent-payments";
+const POLL: Duration = Duration::from_millis(10);
+/// How long the live handling, and each replay, may take before the bench gives up.
+const DEADLINE: Duration = Duration::from_secs(1800);
+const TARGET: f64 = 10_000.0;
+
+fn main() -> ExitCode {
+    let cases = env_number("REPLAY_BENCH_CASES", 1000);
+    let per_case = env_number("REPLAY_BENCH_EVENTS_PER_CASE", 100);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
+    match runtime.block_on(bench(cases, per_case)) {
+        Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
+        Ok(failures) => {
+            for failure in &failures {
+                eprintln!("FAIL: {failure}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("FAIL: the bench could not run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not `{text}`")),
+        Err(_) => default,
+    }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    match std::env::var_os("REPLAY_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir).expect("a temp dir in REPLAY_BENCH_DIR"),
+        None => tempfile::tempdir().expect("a temp dir"),
+    }
+}
+
+/// Copies a folder and what it holds.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The counters the proof compares before and after a replay, read from the databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counters {
+    refunds: i64,
+    ledger_rows: i64,
+    started_rows: i64,
+    suppressed: i64,
+    /// Model turns and agent runs, summed over the cases (the budget's accounting).
+    turns: i64,
+    hops: i64,
+}
+
+/// Read-only (and one delete) access to the data directory's SQLite files, beside the runtime.
+struct Files {
+    agents: Connection,
+    backoffice: Connection,
+}
+
+impl Files {
+    fn open(data: &Path) -> Result<Self, String> {
+        let open = |file: &str| {
+            let conn = Connection::open(data.join(file)).map_err(|e| format!("open {file}: {e}"))?;
+            conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+            Ok::<_, String>(conn)
+        };
+        Ok(Self { agents: open(STORE_FILE)?, backoffice: open(BACKOFFICE_FILE)? })
+    }
+
+    fn one(conn: &Connection, sql: &str) -> Result<i64, String> {
+        conn.query_row(sql, [], |r| r.get(0)).map_err(|e| format!("{sql}: {e}"))
+    }
+
+    fn processed(&self) -> Result<i64, String> {
+        Self::one(&self.agents, "SELECT count(*) FROM processed WHERE agent = 'payments'")
+    }
+
+    fn forget_processed(&self) -> Result<usize, String> {
+        self.agents.execute("DELETE FROM processed WHERE agent = ?1", [AGENT]).map_err(|e| e.to_string())
+    }
+
+    fn counters(&self) -> Result<Counters, String> {
+        Ok(Counters {
+            refunds: Self::one(&self.backoffice, "SELECT count(*) FROM refunds")?,
+            ledger_rows: Self::one(&self.agents, "SELECT count(*) FROM effects")?,
+            started_rows: Self::one(&self.agents, "SELECT count(*) FROM effects WHERE state <> 'done'")?,
+            suppressed: Self::one(&self.agents, "SELECT coalesce(sum(suppressed), 0) FROM effects")?,
+            turns: Self::one(&self.agents, "SELECT coalesce(sum(turns), 0) FROM case_spend")?,
+            hops: Self::one(&self.agents, "SELECT coalesce(sum(hops), 0) FROM case_spend")?,
+        })
+    }
+
+    fn outcomes(&self) -> Result<BTreeMap<String, i64>, String> {
+        let mut stmt = self
+            .agents
+            .prepare("SELECT outcome, count(*) FROM processed WHERE agent = 'payments' GROUP BY outcome")
+            .map_err(|e| e.to_string())?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|rows| rows.collect()).map_err(|e| e.to_string())
+    }
+}
+
+/// What the runtime's observer reported during a phase.
+#[derive(Debug, Default)]
+struct Tally {
+    received: u64,
+    duplicates: u64,
+    turns: u64,
+    done: u64,
+    failed: u64,
+    /// Steps the observer dropped because this listener lagged.
+    missed: u64,
+    /// Tool calls by tool and outcome.
+    tools: BTreeMap<(String, &'static str), u64>,
+}
+
+impl Tally {
+    fn add(&mut self, kind: StepKind) {
+        match kind {
+            StepKind::Received { .. } => self.received += 1,
+            StepKind::Duplicate => self.duplicates += 1,
+            StepKind::ModelTurn { .. } => self.turns += 1,
+            StepKind::ToolCall { tool, outcome, .. } => *self.tools.entry((tool, outcome.as_str())).or_default() += 1,
+            StepKind::Done { .. } => self.done += 1,
+            StepKind::Failed { .. } => self.failed += 1,
+            _ => {}
+        }
+    }
+
+    fn calls(&self) -> u64 {
+        self.tools.values().sum()
+    }
+
+    /// Side-effecting calls (through the ledger) with `outcome`.
+    fn effects(&self, registry: &Registry, outcome: ToolOutcome) -> u64 {
+        self.tools
+            .iter()
+            .filter(|((tool, o), _)| *o == outcome.as_str() && is_effect(registry, tool))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Whether `tool` acts on the world: a registry tool marked so, a completion, an escalation.
+fn is_effect(registry: &Registry, tool: &str) -> bool {
+    tool.starts_with("complete.") || tool == ESCALATE_TOOL || registry.get(tool).is_some_and(|t| t.effect)
+}
+
+/// Counts the observer's steps until told to stop, then what is still queued.
+fn listen(observer: &Observer) -> (oneshot::Sender<()>, JoinHandle<Tally>) {
+    let mut steps = observer.subscribe();
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut tally = Tally::default();
+        loop {
+            tokio::select! {
+                biased;
+                step = steps.recv() => match step {
+                    Ok(step) => tally.add(step.kind),
+                    Err(RecvError::Lagged(n)) => tally.missed += n,
+                    Err(RecvError::Closed) => return tally,
+                },
+                _ = &mut stopped => break,
+            }
+        }
+        loop {
+            match steps.try_recv() {
+                Ok(step) => tally.add(step.kind),
+                Err(TryRecvError::Lagged(n)) => tally.missed += n,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return tally,
+            }
+        }
+    });
+    (stop, task)
+}
+
+async fn stop_listening(listener: (oneshot::Sender<()>, JoinHandle<Tally>)) -> Tally {
+    let (stop, task) = listener;
+    let _ = stop.send(());
+    task.await.unwrap_or_default()
+}
+
+/// The inbox's messages, waiting and in flight.
+async fn inbox_depth(bus: &EmbeddedBus) -> Result<u64, String> {
+    let inboxes = bus.list_inboxes().await.map_err(|e| format!("list inboxes: {e}"))?;
+    Ok(inboxes.iter().filter(|i| i.name == INBOX).map(|i| i.visible + i.hidden).sum())
+}
+
+/// Messages in dead-letter inboxes.
+async fn dead_letters(bus: &EmbeddedBus) -> Result<u64, String> {
+    let inboxes = bus.list_inboxes().await.map_err(|e| format!("list inboxes: {e}"))?;
+    let rules = bus.list_rules().await.map_err(|e| format!("list rules: {e}"))?;
+    Ok(choreo_replay::dead_letter_inboxes(&rules, &inboxes).iter().map(|i| i.visible + i.hidden).sum())
+}
+
+/// Waits until the inbox is empty and `expected` events of the agent are in `processed`.
+async fn drained(bus: &EmbeddedBus, files: &Files, expected: i64, since: Instant) -> Result<Duration, String> {
+    loop {
+        if inbox_depth(bus).await? == 0 && files.processed()? >= expected {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > DEADLINE {
+            return Err(format!(
+                "not drained within {} s: {} in the inbox, {} of {expected} processed, {} dead letters",
+                DEADLINE.as_secs(),
+                inbox_depth(bus).await?,
+                files.processed()?,
+                dead_letters(bus).await?
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The `SupportTriaged` events: round by round across the cases, 1 ms apart from `start`.
+fn triages(cases: usize, per_case: usize, start: DateTime<Utc>) -> Result<Vec<Envelope>, String> {
+    // Room for every run and turn of the live handling and the replays of all the events.
+    let budget = Budget { turns: 1_000_000, tokens: 1 << 40, hops: 1_000_000 };
+    let mut events = Vec::with_capacity(cases * per_case);
+    for round in 0..per_case {
+        for case in 1..=cases {
+            let order_id = format!("o-s{case:06}");
+            let data = SupportTriaged {
+                order_id: order_id.clone(),
+                issues: vec![IssueKind::DuplicateCharge],
+                summary: "The customer was charged twice for the order and wants the duplicate refunded.".into(),
+                needed_by: None,
+            };
+            let at = start + TimeDelta::milliseconds(events.len() as i64);
+            let event = EnvelopeBuilder::of("agents.support", &data)
+                .id(format!("rb-{case:06}-{round:04}"))
+                .subject(format!("orders/{order_id}"))
+                .correlation_id(format!("case-s{case:06}"))
+                .auth(AuthType::AppUser, format!("c-s{case:06}"))
+                .budget(budget)
+                .time(at)
+                .build()
+                .map_err(|e| format!("build a SupportTriaged: {e}"))?;
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// One timed replay's figures.
+struct Timed {
+    /// Until the replay engine said COMPLETED.
+    engine: Duration,
+    /// Until the inbox was drained and every event processed.
+    end_to_end: Duration,
+    events_total: u64,
+    events_replayed: u64,
+    deliveries: u64,
+    tally: Tally,
+}
+
+/// Replays the window to the agent's rule and waits until it is all handled.
+async fn replay(
+    local: &Local,
+    files: &Files,
+    name: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    expected: i64,
+) -> Result<Timed, String> {
+    let bus = local.bus.as_ref();
+    let request = ReplayRequest {
+        name: name.to_owned(),
+        archive: ARCHIVE.to_owned(),
+        rules: BTreeSet::from([RULE.to_owned()]),
+        case: None,
+        from: Some(window.0),
+        to: Some(window.1),
+        now: Utc::now(),
+        description: Some("replay bench".into()),
+    };
+    let planned = plan(bus, request).await.map_err(|e| format!("plan {name}: {e}"))?;
+    let listener = listen(&local.services.observer);
+    let began = Instant::now();
+    start(bus, &planned).await.map_err(|e| format!("start {name}: {e}"))?;
+    let (engine, described) = loop {
+        let described = bus.describe_replay(name).await.map_err(|e| format!("describe {name}: {e}"))?;
+        match described.state {
+            ReplayState::Completed => break (began.elapsed(), described),
+            ReplayState::Starting | ReplayState::Running => {}
+            other => return Err(format!("replay {name} ended {other:?}: {:?}", described.state_reason)),
+        }
+        if began.elapsed() > DEADLINE {
+            return Err(format!("replay {name} not completed within {} s", DEADLINE.as_secs()));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let end_to_end = drained(local.bus.as_ref(), files, expected, began).await?;
+    let tally = stop_listening(listener).await;
+    Ok(Timed {
+        engine,
+        end_to_end,
+        events_total: described.events_total,
+        events_replayed: described.events_replayed,
+        deliveries: described.deliveries,
+        tally,
+    })
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(f64::EPSILON)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn print_timed(label: &str, t: &Timed, events: u64) {
+    println!(
+        "{label}: engine     {:>10}  {:>9.0} archived events/s  ({} of {} in the window gone through, {} deliveries)",
+        secs(t.engine),
+        per_second(t.events_replayed, t.engine),
+        t.events_replayed,
+        t.events_total,
+        t.deliveries
+    );
+    println!(
+        "{label}: end to end {:>10}  {:>9.0} events/s through inbox and loop ({events} events)",
+        secs(t.end_to_end),
+        per_second(events, t.end_to_end)
+    );
+    let tools: Vec<String> = t.tally.tools.iter().map(|((tool, outcome), n)| format!("{tool} {outcome} {n}")).collect();
+    println!(
+        "{label}: observer   received {}, duplicates {}, model turns {}, tool calls {} [{}], done {}, failed {}, missed {}",
+        t.tally.received,
+        t.tally.duplicates,
+        t.tally.turns,
+        t.tally.calls(),
+        tools.join(", "),
+        t.tally.done,
+        t.tally.failed,
+        t.tally.missed
+    );
+}
+
+async fn bench(cases: usize, per_case: usize) -> Result<Vec<String>, String> {
+    let events = (cases * per_case) as u64;
+    let expected = events as i64;
+    println!("replay bench: {events} events ({cases} cases x {per_case}) to `{AGENT}` alone, offline model");
+    let dir = temp_dir();
+    let (agents_dir, data) = (dir.path().join("agents"), dir.path().join("data"));
+    copy_dir(&default_agents_dir().join(AGENT), &agents_dir.join(AGENT)).map_err(|e| format!("copy the agent: {e}"))?;
+
+    let setup = Instant::now();
+    let mut options = Options::new(&data);
+    options.agents_dir = agents_dir;
+    options.data_set = Some(DataSet::synthetic(cases));
+    let local = Local::start(options).await.map_err(|e| format!("start: {e}"))?;
+    let files = Files::open(&data)?;
+    println!("setup: start       {:>10}  (back office of {cases} customers, agents: {AGENT})", secs(setup.elapsed()));
+
+    // A window that ended a minute before now, so the completions (stamped when made) fall
+    // after it.
+    let span = TimeDelta::milliseconds(expected);
+    let window_start = Utc::now() - span - TimeDelta::minutes(1);
+    let window = (window_start, window_start + span);
+    let triaged = triages(cases, per_case, window_start)?;
+    let published = Instant::now();
+    let publisher = Publisher::new(local.bus.clone());
+    for chunk in triaged.chunks(500) {
+        let outcomes = publisher.publish(chunk).await.map_err(|e| format!("publish: {e}"))?;
+        if let Some(bad) = outcomes.iter().find(|o| !o.is_published()) {
+            return Err(format!("publish: {bad:?}"));
+        }
+    }
+    drop(triaged);
+    let publish_time = published.elapsed();
+    println!(
+        "setup: publish     {:>10}  {:>9.0} events/s ({events} SupportTriaged, archived in `{ARCHIVE}`)",
+        secs(publish_time),
+        per_second(events, publish_time)
+    );
+    let live = drained(local.bus.as_ref(), &files, expected, published).await?;
+    println!(
+        "setup: live        {:>10}  {:>9.0} events/s from the first publish until all handled (effects acting)",
+        secs(live),
+        per_second(events, live)
+    );
+    println!("setup: outcomes    {:?}", files.outcomes()?);
+    let mut failures = Vec::new();
+    let live_dead = dead_letters(&local.bus).await?;
+    if live_dead > 0 {
+        failures.push(format!("{live_dead} dead letters after the live handling"));
+    }
+
+    // Lost acknowledgements: every event runs the loop again when replayed.
+    let forgotten = files.forget_processed()?;
+    let before = files.counters()?;
+    println!(
+        "setup: forgotten   {forgotten:>10}  processed rows of `{AGENT}` deleted; before: {} refunds, {} ledger rows, {} suppressed",
+        before.refunds, before.ledger_rows, before.suppressed
+    );
+    println!("setup: total       {:>10}", secs(setup.elapsed()));
+    println!();
+
+    let registry = Registry::standard();
+    let looped = replay(&local, &files, "bench-loop", window, expected).await?;
+    let after = files.counters()?;
+    print_timed("loop", &looped, events);
+    let suppressed = after.suppressed - before.suppressed;
+    println!("loop: budget       model turns {}, agent runs {}", after.turns - before.turns, after.hops - before.hops);
+    let attempts_ok = looped.tally.effects(&registry, ToolOutcome::Ok);
+    let attempts_suppressed = looped.tally.effects(&registry, ToolOutcome::Suppressed);
+    println!(
+        "loop: proof        refunds {} -> {}, ledger rows {} -> {}, unsettled rows {}, suppressed +{suppressed}, \
+         effect attempts seen: {attempts_suppressed} answered by the ledger, {attempts_ok} acted",
+        before.refunds, after.refunds, before.ledger_rows, after.ledger_rows, after.started_rows
+    );
+    if after.refunds != before.refunds {
+        failures.push(format!("refunds went from {} to {}", before.refunds, after.refunds));
+    }
+    if after.ledger_rows != before.ledger_rows {
+        failures.push(format!("ledger rows went from {} to {}", before.ledger_rows, after.ledger_rows));
+    }
+    if after.started_rows != 0 {
+        failures.push(format!("{} ledger rows are not settled", after.started_rows));
+    }
+    if attempts_ok != 0 {
+        failures.push(format!("{attempts_ok} side-effecting tool calls acted"));
+    }
+    if suppressed < expected {
+        failures.push(format!("suppressed grew by {suppressed}, fewer than the {expected} events replayed"));
+    }
+    if looped.tally.missed == 0 {
+        if suppressed as u64 != attempts_suppressed {
+            failures.push(format!("suppressed grew by {suppressed}, the observer saw {attempts_suppressed} attempts"));
+        }
+        if looped.tally.done != events || looped.tally.duplicates != 0 {
+            failures.push(format!(
+                "the loop ran {} times and {} events were duplicates, for {events} events",
+                looped.tally.done, looped.tally.duplicates
+            ));
+        }
+    } else {
+        println!(
+            "loop: note         the observer missed {} steps: the ledger's counters are the proof",
+            looped.tally.missed
+        );
+    }
+    if after.hops - before.hops != expected {
+        failures.push(format!("{} agent runs for {expected} events", after.hops - before.hops));
+    }
+    println!();
+
+    let deduped = replay(&local, &files, "bench-dedupe", window, expected).await?;
+    let last = files.counters()?;
+    print_timed("dedupe", &deduped, events);
+    println!(
+        "dedupe: proof      refunds {}, ledger rows {}, suppressed +{}, model turns +{}, agent runs +{}",
+        last.refunds,
+        last.ledger_rows,
+        last.suppressed - after.suppressed,
+        last.turns - after.turns,
+        last.hops - after.hops
+    );
+    if (last.refunds, last.ledger_rows, last.suppressed) != (after.refunds, after.ledger_rows, after.suppressed) {
+        failures.push("the dedupe replay changed the ledger or the back office".into());
+    }
+    let dead = dead_letters(&local.bus).await?;
+    if dead > live_dead {
+        failures.push(format!("{} dead letters during the replays", dead - live_dead));
+    }
+    local.shutdown().await;
+    println!();
+
+    let rate = per_second(events, looped.end_to_end);
+    let met = if rate >= TARGET { "met" } else { "NOT met" };
+    println!("replay bench: loop {rate:.0} events/s (target {TARGET:.0}): {met}");
+    println!(
+        "replay bench: dedupe {:.0} events/s; whole bench {}",
+        per_second(events, deduped.end_to_end),
+        secs(setup.elapsed())
+    );
+    for failure in &failures {
+        println!("replay bench: FAILED: {failure}");
+    }
+    Ok(failures)
+}
