@@ -33,7 +33,7 @@ pub enum Command {
     /// Run the seeded support case end to end on the embedded bus, printing its timeline
     #[command(after_help = DEMO_EXIT_CODES)]
     Demo(DemoArgs),
-    /// Check the agent folders (manifests, prompts, tools, patterns, offline scripts, cases)
+    /// Check the agent folders (manifests, tools, patterns, offline scripts, cases) and the choreography they make
     #[command(after_help = VALIDATE_EXIT_CODES)]
     Validate(ValidateArgs),
     /// Publish a file of CloudEvents (JSON lines) to the bus of the data directory
@@ -154,7 +154,7 @@ Exit codes:
 
 const VALIDATE_EXIT_CODES: &str = "\
 Exit codes:
-  0  every agent folder is valid
+  0  every agent folder and the choreography they make are valid (warnings may be printed)
   1  a problem was found (each is printed with its file and field)
   2  usage error";
 
