@@ -71,64 +71,34 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
 
+/// Runs `command` on this process's stdout, flushed at the end.
+fn to_stdout(command: impl FnOnce(&mut io::StdoutLock<'static>) -> anyhow::Result<Status>) -> anyhow::Result<Status> {
+    let mut output = io::stdout().lock();
+    let status = command(&mut output)?;
+    output.flush().context("cannot write to stdout")?;
+    Ok(status)
+}
+
 /// Runs a parsed command line on this process's stdin, stdout and stderr.
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
-        Command::Demo(args) => {
-            let mut output = io::stdout().lock();
-            let status = demo::run(&args, &cli.data_dir, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
-        Command::Publish(args) => {
-            let mut output = io::stdout().lock();
-            let status = publish::run(&args, &cli.data_dir, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
+        Command::Demo(args) => to_stdout(|out| demo::run(&args, &cli.data_dir, out)),
+        Command::Publish(args) => to_stdout(|out| publish::run(&args, &cli.data_dir, out)),
         Command::Serve(args) => serve::run(&args, &cli.data_dir),
         Command::Token(TokenCommand::Issue(args)) => {
-            let mut output = io::stdout().lock();
-            token::issue(&args, &cli.data_dir, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(Status::Success)
+            to_stdout(|out| token::issue(&args, &cli.data_dir, out).map(|()| Status::Success))
         }
-        Command::Validate(args) => {
-            let mut output = io::stdout().lock();
-            let status = validate::run(&args, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
-        Command::Replay(command) => {
-            let mut output = io::stdout().lock();
-            let status = ops::replay(command, &cli.data_dir, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
-        Command::Dlq(command) => {
-            let mut output = io::stdout().lock();
-            let status = ops::dlq(command, &cli.data_dir, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
-        Command::Trace(args) => {
-            let mut output = io::stdout().lock();
-            let status = trace::run(&args, &cli.data_dir, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
+        Command::Validate(args) => to_stdout(|out| validate::run(&args, out)),
+        Command::Replay(command) => to_stdout(|out| ops::replay(command, &cli.data_dir, out)),
+        Command::Dlq(command) => to_stdout(|out| ops::dlq(command, &cli.data_dir, out)),
+        Command::Trace(args) => to_stdout(|out| trace::run(&args, &cli.data_dir, out)),
         Command::Pattern(PatternCommand::Check(args)) => {
             let mut input = BufReader::with_capacity(64 * 1024, io::stdin().lock());
             let mut output = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
             pattern_cmd::check::run(&args, &mut input, &mut output)?;
             Ok(Status::Success)
         }
-        Command::Pattern(PatternCommand::Test(args)) => {
-            let mut output = io::stdout().lock();
-            let status = pattern_cmd::test::run(&args, &mut output)?;
-            output.flush().context("cannot write to stdout")?;
-            Ok(status)
-        }
+        Command::Pattern(PatternCommand::Test(args)) => to_stdout(|out| pattern_cmd::test::run(&args, out)),
         Command::Pattern(PatternCommand::Bench(args)) => {
             let mut output = BufWriter::new(io::stdout().lock());
             let status =
