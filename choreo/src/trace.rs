@@ -1,12 +1,59 @@
-//! `choreo trace <case>`: the case's timeline. (Being built.)
+//! `choreo trace <case>`: the case's timeline rebuilt from the data directory (read only, so
+//! while `choreo serve` runs): events along causation, each agent's runs with their model
+//! turns, tool calls (those the ledger suppressed marked), completions and failures, then the
+//! notifications, with timings and totals; `--json` for scripts; and, with an OTLP endpoint,
+//! the case's spans exported.
+
+mod text;
+pub mod timeline;
 
 use std::io::Write;
 use std::path::Path;
+
+use anyhow::Context;
+use choreo_consumers::journal::otlp::{Endpoint, Exporter};
+use choreo_consumers::journal::{self, ReadError};
 
 use crate::Status;
 use crate::cli::TraceArgs;
 
 pub fn run(args: &TraceArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    let _ = (args, data_dir, output);
-    anyhow::bail!("choreo trace is being built")
+    let log = match journal::read_case(data_dir, &args.case) {
+        Ok(log) => log,
+        Err(e @ (ReadError::UnknownCase { .. } | ReadError::NoStore(_))) => {
+            anyhow::bail!("{e} (data directory {})", data_dir.display())
+        }
+        Err(e) => return Err(e).context(format!("read case `{}`", args.case)),
+    };
+    let notifications = choreo_notifier::case_notifications(data_dir, &args.case)
+        .with_context(|| format!("read the notifications of case `{}`", args.case))?;
+    let timeline = timeline::build(&log, notifications, &data_dir.display().to_string());
+    if args.json {
+        serde_json::to_writer_pretty(&mut *output, &timeline).context("write the timeline")?;
+        writeln!(output).context("write the timeline")?;
+    } else {
+        text::write(output, &timeline).context("write the timeline")?;
+    }
+
+    let endpoint = args.otlp_endpoint.clone().map(Endpoint::Base).or_else(Endpoint::from_env);
+    if let Some(endpoint) = endpoint {
+        let spans = journal::spans::case_spans(&log);
+        let count = spans.len();
+        let trace = spans.first().map(|s| s.span_context.trace_id().to_string()).unwrap_or_default();
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
+        let url = runtime.block_on(async {
+            let exporter = Exporter::new(&endpoint)?;
+            exporter.export(spans).await?;
+            anyhow::Ok(exporter.url().to_owned())
+        })?;
+        let note = format!("Exported {count} span(s) of trace {trace} to {url}");
+        // The JSON document stays alone on stdout.
+        if args.json {
+            eprintln!("{note}");
+        } else {
+            writeln!(output, "\n{note}").context("write the timeline")?;
+        }
+    }
+    Ok(Status::Success)
 }

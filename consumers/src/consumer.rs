@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::manifest::Agent;
-use crate::observe::StepKind;
+use crate::observe::{PublishedTrace, StepContext, StepKind};
 use crate::runner::{self, RunError, Services};
 use crate::store::NoteKind;
 
@@ -73,12 +73,12 @@ pub async fn consume(
 /// redelivered after its visibility timeout).
 pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agent>, message: Message) {
     let inbox = agent.inbox();
-    let envelope = match message
+    let (envelope, replay_name) = match message
         .event()
         .map_err(|e| e.to_string())
-        .and_then(|d| d.to_delivery().map(|d| d.envelope).map_err(|e| e.to_string()))
+        .and_then(|d| d.to_delivery().map(|d| (d.envelope, d.meta.replay_name)).map_err(|e| e.to_string()))
     {
-        Ok(envelope) => envelope,
+        Ok(delivered) => delivered,
         Err(reason) => {
             // Not a CloudEvent in EventBridge's shape: no retry can fix it.
             let failure = Failure::permanent("MALFORMED_EVENT", format!("message {}: {reason}", message.message_id));
@@ -96,7 +96,15 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
     }
     let correlation = envelope.correlation_id().unwrap_or(envelope.id()).to_owned();
     let step = |kind| services.observer.emit(&correlation, agent.name(), envelope.id(), kind);
-    step(StepKind::Received { event_type: envelope.event_type().to_owned(), receive_count: message.receive_count });
+    // The trace context goes with the receipt: the journal's spans hang under the event's
+    // `traceparent`, and a replayed event's run is marked with its replay.
+    services.observer.emit_with(
+        &correlation,
+        agent.name(),
+        envelope.id(),
+        StepKind::Received { event_type: envelope.event_type().to_owned(), receive_count: message.receive_count },
+        StepContext { traceparent: envelope.traceparent().map(str::to_owned), replay_name, published: Vec::new() },
+    );
     match services.store.is_processed(agent.name(), envelope.id()) {
         Ok(true) => {
             step(StepKind::Duplicate);
@@ -117,7 +125,14 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
                 settle_nack(inboxes, &inbox, &message, Failure::retryable("STORE", e.to_string())).await;
                 return;
             }
-            step(StepKind::Done { elapsed: started.elapsed(), model_time });
+            let done = StepKind::Done { elapsed: started.elapsed(), model_time };
+            let published = published_traces(&outcome);
+            if published.is_empty() {
+                step(done);
+            } else {
+                let context = StepContext { published, ..StepContext::default() };
+                services.observer.emit_with(&correlation, agent.name(), envelope.id(), done, context);
+            }
             settle_ack(inboxes, &inbox, &message).await;
         }
         Err(e) => {
@@ -160,6 +175,19 @@ async fn run_guarded(
             }
         }
     }
+}
+
+/// The events a run published, with their `traceparent` (for the spans of the publications).
+fn published_traces(outcome: &runner::Outcome) -> Vec<PublishedTrace> {
+    let published: Vec<&Envelope> = match outcome {
+        runner::Outcome::Completed(events) => events.iter().collect(),
+        runner::Outcome::Escalated(Some(event)) => vec![event.as_ref()],
+        runner::Outcome::Escalated(None) | runner::Outcome::NoCompletion(_) => Vec::new(),
+    };
+    published
+        .into_iter()
+        .filter_map(|e| Some(PublishedTrace { id: e.id().to_owned(), traceparent: e.traceparent()?.to_owned() }))
+        .collect()
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

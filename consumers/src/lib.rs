@@ -5,6 +5,8 @@
 //! - [`runner`]: the agent loop, completions and escalations; [`tools`]: the typed tools.
 //! - [`store`]: the effect ledger, the case store, budgets, handled events (`agents.db`).
 //! - [`consumer`] and [`runtime`]: inbox consumer loops, one per agent, and their rules.
+//! - [`observe`]: the steps of the work as it happens; [`journal`]: those steps kept in
+//!   `agents.db` (for `choreo trace`) and exported as OpenTelemetry spans.
 //! - [`local`]: everything in one process on the embedded bus, as `choreo demo` runs it.
 //!
 //! ```no_run
@@ -29,6 +31,7 @@
 pub mod cases;
 pub mod choreography;
 pub mod consumer;
+pub mod journal;
 pub mod local;
 pub mod manifest;
 pub mod observe;

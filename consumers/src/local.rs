@@ -14,6 +14,7 @@ use choreo_schemas::envelope::{AuthType, Budget};
 use choreo_schemas::{Envelope, EnvelopeBuilder};
 use chrono::NaiveDate;
 
+use crate::journal::{Journal, otlp};
 use crate::manifest::{self, Agent, ManifestError};
 use crate::observe::Observer;
 use crate::runner::{self, RunError, Services};
@@ -41,6 +42,11 @@ pub struct Options {
     pub data_set: Option<DataSet>,
     /// Wraps the model (instrumentation, fault injection in drills), like a tower layer.
     pub model_layer: Option<ModelLayer>,
+    /// Keep every step in the journal (`agents.db`'s `steps`, read by `choreo trace`).
+    pub journal: bool,
+    /// Export each agent run's spans there as it ends (needs the journal); by default from
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp: Option<otlp::Endpoint>,
 }
 
 /// A function that wraps the model the agents use.
@@ -55,6 +61,8 @@ impl Options {
             clock: Arc::new(SystemClock),
             data_set: None,
             model_layer: None,
+            journal: true,
+            otlp: otlp::Endpoint::from_env(),
         }
     }
 }
@@ -78,6 +86,8 @@ pub enum LocalError {
     NoAgents(PathBuf),
     #[error("{0}")]
     Event(String),
+    #[error(transparent)]
+    Export(#[from] otlp::ExportError),
 }
 
 /// Everything running.
@@ -111,14 +121,20 @@ impl Local {
         runtime::install(bus.as_ref(), &agents).await?;
         let backoffice = BackOffice::open(&options.data_dir.join(BACKOFFICE_FILE))?;
         backoffice_seed(&backoffice, options.data_set)?;
+        let store = Arc::new(Store::open(&options.data_dir)?);
+        let mut observer = Observer::default();
+        if options.journal {
+            let exporter = options.otlp.as_ref().map(otlp::Exporter::new).transpose()?;
+            observer = observer.with_journal(Journal::open(store.clone(), exporter)?);
+        }
         let services = Arc::new(Services {
             bus: bus.clone(),
-            store: Arc::new(Store::open(&options.data_dir)?),
+            store,
             backoffice: Arc::new(backoffice),
             tools: Arc::new(Registry::standard()),
             model,
             clock: options.clock,
-            observer: Observer::default(),
+            observer,
         });
         let inboxes: Arc<dyn Inboxes> = bus.clone();
         let runtime = Runtime::spawn(services.clone(), inboxes, agents.clone());
@@ -146,7 +162,8 @@ impl Local {
         Ok(envelope)
     }
 
-    /// Stops the agents; events in flight finish.
+    /// Stops the agents; events in flight finish, and their steps are in the journal (and
+    /// their spans exported) when it returns.
     pub async fn shutdown(self) {
         self.runtime.shutdown().await;
     }

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::consumer;
 use crate::manifest::Agent;
+use crate::observe::Observer;
 use crate::runner::Services;
 
 /// Creates or updates each agent's rule and target. Adding an agent folder adds its rule;
@@ -65,6 +66,8 @@ pub async fn connect_model(spec: &ModelSpec, agents: &[Agent]) -> Result<Arc<dyn
 pub struct Runtime {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Flushed once the loops end, so the journal has every step of the work done.
+    observer: Observer,
 }
 
 impl Runtime {
@@ -75,13 +78,14 @@ impl Runtime {
         for agent in agents {
             tasks.spawn(consumer::consume(services.clone(), inboxes.clone(), Arc::new(agent), watch.clone()));
         }
-        Self { shutdown, tasks }
+        Self { shutdown, tasks, observer: services.observer.clone() }
     }
 
     /// Stops receiving; events in flight finish (or, if they cannot, return to their inbox
-    /// when their visibility runs out).
+    /// when their visibility runs out); then the journal commits every step reported.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.observer.flush().await;
     }
 }

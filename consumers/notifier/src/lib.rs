@@ -87,6 +87,7 @@
 
 mod consumer;
 mod fanout;
+mod history;
 mod protocol;
 mod session;
 mod store;
@@ -105,6 +106,7 @@ use choreo_schemas::envelope::AuthType;
 use tokio::sync::watch;
 
 pub use consumer::Consumer;
+pub use history::{CaseNotification, case_notifications};
 pub use protocol::close_code;
 
 use fanout::Fanout;

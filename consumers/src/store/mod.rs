@@ -1,8 +1,10 @@
 //! The runtime's own state in one SQLite file (`<data-dir>/agents.db`): the effect ledger,
-//! the case store (events, notes, spend), and which events each agent has handled.
+//! the case store (events, notes, spend), which events each agent has handled, and the step
+//! journal's table (written by [`crate::journal`]).
 
 mod cases;
 mod ledger;
+mod steps;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -12,12 +14,15 @@ use rusqlite::Connection;
 
 pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use ledger::{Claim, ClaimMeta, EffectRecord, EffectState, canonical, effect_key};
+pub(crate) use steps::StepInsert;
 
 /// The file name of the store in a data directory.
 pub const STORE_FILE: &str = "agents.db";
 
 /// Our `application_id`, so that another application's database is not taken for ours.
-const APPLICATION_ID: i32 = 0x4348_4147; // "CHAG"
+pub(crate) const APPLICATION_ID: i32 = 0x4348_4147; // "CHAG"
+/// Tables added since (the step journal's `steps`) are created `IF NOT EXISTS` on open and
+/// ignored by older code, so adding one keeps the version: an older binary still opens it.
 const SCHEMA_VERSION: i32 = 1;
 
 const SCHEMA: &str = "
@@ -64,6 +69,18 @@ CREATE TABLE IF NOT EXISTS case_notes (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS case_notes_by_case ON case_notes (correlation_id);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY,
+    correlation_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    started_us INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    replay_name TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_by_case ON steps (correlation_id, seq);
 CREATE TABLE IF NOT EXISTS case_spend (
     correlation_id TEXT PRIMARY KEY,
     turns INTEGER NOT NULL DEFAULT 0,

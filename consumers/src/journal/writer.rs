@@ -1,0 +1,162 @@
+//! The journal's writer thread. It wakes for the first step after a quiet spell, lets steps
+//! queue for [`LINGER`] (agents' sends then wake nobody), and commits what queued in
+//! transactions of at most [`BATCH`] rows on the store's connection; a flush cuts the wait.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::otlp::{self, Exporter};
+use super::{BATCH, Entry, LINGER, Message, StepRow, row_of};
+use crate::store::{StepInsert, Store, StoreError};
+
+/// Attempts at committing one transaction before its steps are given up (logged).
+const ATTEMPTS: u32 = 5;
+
+/// What agents hold to reach the writer.
+pub(super) struct Handle {
+    pub sender: mpsc::Sender<Message>,
+    pub thread: std::thread::Thread,
+    /// Set by a flush, so the writer stops lingering.
+    pub flush_asked: Arc<AtomicBool>,
+}
+
+/// Starts the writer thread (and the exporter's task on the current tokio runtime).
+pub(super) fn spawn(store: Arc<Store>, exporter: Option<Exporter>) -> Result<Handle, StoreError> {
+    let export = exporter.and_then(otlp::spawn_live);
+    let (sender, receiver) = mpsc::channel();
+    let flush_asked = Arc::new(AtomicBool::new(false));
+    let path = store.path().to_owned();
+    let writer = Writer { store, export, replays: HashMap::new(), flush_asked: flush_asked.clone() };
+    let thread =
+        std::thread::Builder::new().name("choreo-journal".into()).spawn(move || writer.run(&receiver)).map_err(
+            |e| StoreError { path, detail: format!("cannot start the journal's writer thread: {e}"), retryable: false },
+        )?;
+    Ok(Handle { sender, thread: thread.thread().clone(), flush_asked })
+}
+
+struct Writer {
+    store: Arc<Store>,
+    export: Option<tokio::sync::mpsc::UnboundedSender<otlp::LiveMessage>>,
+    /// The replay name of each run in progress, by agent and event: only its receipt says.
+    replays: HashMap<(String, String), String>,
+    flush_asked: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: &mpsc::Receiver<Message>) {
+        let mut rows = Vec::with_capacity(BATCH);
+        // Ends when every sender is gone, after writing what they sent.
+        while let Ok(first) = receiver.recv() {
+            if matches!(first, Message::Step(_)) {
+                let deadline = Instant::now() + LINGER;
+                while !self.flush_asked.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+            // Cleared before the drain: a flush asked from now on finds its message below or
+            // starts the next round at once.
+            self.flush_asked.store(false, Ordering::Release);
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Step(step) => {
+                        rows.push(self.fill(row_of(*step)));
+                        if rows.len() >= BATCH {
+                            self.commit(&mut rows);
+                        }
+                    }
+                    Message::Flush(done) => {
+                        self.commit(&mut rows);
+                        self.flushed(done);
+                    }
+                }
+                next = receiver.try_recv().ok();
+            }
+            self.commit(&mut rows);
+        }
+    }
+
+    /// Carries the run's replay name from its receipt to its other steps.
+    fn fill(&mut self, mut row: StepRow) -> StepRow {
+        if let Entry::Received { .. } = row.entry {
+            let key = (row.agent.clone(), row.event_id.clone());
+            match &row.replay_name {
+                Some(name) => self.replays.insert(key, name.clone()),
+                None => self.replays.remove(&key),
+            };
+        } else if !self.replays.is_empty() {
+            let key = (row.agent.clone(), row.event_id.clone());
+            row.replay_name = if row.ends_run() { self.replays.remove(&key) } else { self.replays.get(&key).cloned() };
+        }
+        row
+    }
+
+    /// Answers `done` once the exporter, if any, has what was committed before it.
+    fn flushed(&self, done: oneshot::Sender<()>) {
+        let Some(export) = &self.export else {
+            let _ = done.send(());
+            return;
+        };
+        if let Err(tokio::sync::mpsc::error::SendError(otlp::LiveMessage::Flush(done))) =
+            export.send(otlp::LiveMessage::Flush(done))
+        {
+            let _ = done.send(());
+        }
+    }
+
+    /// Commits `rows` (emptying it) and hands them to the exporter.
+    fn commit(&mut self, rows: &mut Vec<StepRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        // Serialized before the store's lock is taken: the lock is held for the inserts only.
+        let inserts: Vec<StepInsert<'_>> = rows
+            .iter()
+            .map(|row| StepInsert {
+                correlation_id: &row.correlation_id,
+                agent: &row.agent,
+                event_id: &row.event_id,
+                kind: row.entry.kind(),
+                started_us: row.started_us,
+                duration_us: row.duration_us,
+                replay_name: row.replay_name.as_deref(),
+                detail: serde_json::to_string(&row.entry).unwrap_or_else(|_| "{}".to_owned()),
+            })
+            .collect();
+        let mut wait = Duration::from_millis(20);
+        let mut seqs = None;
+        for attempt in 1..=ATTEMPTS {
+            match self.store.insert_steps(&inserts) {
+                Ok(written) => {
+                    seqs = Some(written);
+                    break;
+                }
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "journal commit failed; retrying");
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(e) => tracing::error!(error = %e, steps = rows.len(), "journal commit failed; steps lost"),
+            }
+        }
+        drop(inserts);
+        match (seqs, &self.export) {
+            (Some(seqs), Some(export)) => {
+                for (row, seq) in rows.iter_mut().zip(seqs) {
+                    row.seq = seq;
+                }
+                let _ = export.send(otlp::LiveMessage::Rows(std::mem::take(rows)));
+            }
+            _ => rows.clear(),
+        }
+    }
+}
