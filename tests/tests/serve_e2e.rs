@@ -2,12 +2,9 @@
 //! the bus, the notifications on a real WebSocket — for that customer only, in order, resumed
 //! exactly once after a disconnect — and a graceful stop.
 
-use std::time::Duration;
-
 use choreo_tests::customer::*;
 use choreo_tests::served::Served;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
