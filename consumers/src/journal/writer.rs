@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::otlp::{self, Exporter};
@@ -31,7 +32,14 @@ pub(super) fn spawn(store: Arc<Store>, exporter: Option<Exporter>) -> Result<Han
     let (sender, receiver) = mpsc::channel();
     let flush_asked = Arc::new(AtomicBool::new(false));
     let path = store.path().to_owned();
-    let writer = Writer { store, export, replays: HashMap::new(), flush_asked: flush_asked.clone() };
+    // Its own connection, for checkpoints only (see `Writer::checkpoint`); none is no harm.
+    let checkpoints =
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .inspect_err(
+                |e| tracing::warn!(store = %path.display(), error = %e, "no checkpoint connection for the journal"),
+            )
+            .ok();
+    let writer = Writer { store, export, replays: HashMap::new(), flush_asked: flush_asked.clone(), checkpoints };
     let thread =
         std::thread::Builder::new().name("choreo-journal".into()).spawn(move || writer.run(&receiver)).map_err(
             |e| StoreError { path, detail: format!("cannot start the journal's writer thread: {e}"), retryable: false },
@@ -45,6 +53,7 @@ struct Writer {
     /// The replay name of each run in progress, by agent and event: only its receipt says.
     replays: HashMap<(String, String), String>,
     flush_asked: Arc<AtomicBool>,
+    checkpoints: Option<Connection>,
 }
 
 impl Writer {
@@ -82,6 +91,16 @@ impl Writer {
                 next = receiver.try_recv().ok();
             }
             self.commit(&mut rows);
+            self.checkpoint();
+        }
+    }
+
+    /// Copies the WAL into the database from this thread, after each round: the journal
+    /// adds to agents.db's WAL, and a checkpoint SQLite runs inside a commit would hold the
+    /// store's lock (every agent waiting) for its copy and fsync. PASSIVE never waits.
+    fn checkpoint(&self) {
+        if let Some(conn) = &self.checkpoints {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }
 
