@@ -29,8 +29,9 @@ pub fn run(args: &TraceArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow:
         .with_context(|| format!("read the notifications of case `{}`", args.case))?;
     let timeline = timeline::build(&log, notifications, &data_dir.display().to_string());
     if args.json {
-        serde_json::to_writer_pretty(&mut *output, &timeline).context("write the timeline")?;
-        writeln!(output).context("write the timeline")?;
+        // Rendered first, so that a reader gone away (`| head`) is an I/O error, told apart.
+        let json = serde_json::to_string_pretty(&timeline).context("render the timeline")?;
+        writeln!(output, "{json}").context("write the timeline")?;
     } else {
         text::write(output, &timeline).context("write the timeline")?;
     }
