@@ -171,12 +171,9 @@ impl Files {
         })
     }
 
-    fn outcomes(&self) -> Result<BTreeMap<String, i64>, String> {
-        let mut stmt = self
-            .agents
-            .prepare("SELECT outcome, count(*) FROM processed WHERE agent = 'payments' GROUP BY outcome")
-            .map_err(|e| e.to_string())?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|rows| rows.collect()).map_err(|e| e.to_string())
+    fn outcomes(&self) -> rusqlite::Result<BTreeMap<String, i64>> {
+        let sql = "SELECT outcome, count(*) FROM processed WHERE agent = 'payments' GROUP BY outcome";
+        self.agents.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
     }
 }
 
@@ -511,7 +508,7 @@ async fn bench(cases: usize, per_case: usize) -> Result<Vec<String>, String> {
     );
     println!(
         "setup: outcomes    {:?}; refunds made {}, refused {}",
-        files.outcomes()?,
+        files.outcomes().map_err(|e| e.to_string())?,
         live_tally.tools.get(&("payments.refund_charge".to_owned(), "ok")).unwrap_or(&0),
         live_tally.tools.get(&("payments.refund_charge".to_owned(), "refused")).unwrap_or(&0)
     );
@@ -527,6 +524,9 @@ async fn bench(cases: usize, per_case: usize) -> Result<Vec<String>, String> {
     // Lost acknowledgements: every event runs the loop again when replayed.
     let forgotten = files.forget_processed()?;
     let before = files.counters()?;
+    let archived =
+        || async { local.bus.describe_archive(ARCHIVE).await.map(|a| a.event_count).map_err(|e| e.to_string()) };
+    let archived_before = archived().await?;
     println!(
         "setup: forgotten   {forgotten:>10}  processed rows of `{AGENT}` deleted; before: {} refunds, {} ledger rows, {} suppressed",
         before.refunds, before.ledger_rows, before.suppressed
@@ -539,7 +539,9 @@ async fn bench(cases: usize, per_case: usize) -> Result<Vec<String>, String> {
     let after = files.counters()?;
     print_timed("loop", &looped, events, slots);
     let (suppressed, runs) = (after.suppressed - before.suppressed, after.hops - before.hops);
-    println!("loop: budget       model turns {}, agent runs {runs}", after.turns - before.turns);
+    let republished = archived().await? - archived_before;
+    let turns = after.turns - before.turns;
+    println!("loop: budget       model turns {turns}, agent runs {runs}; completions put again {republished}");
     let acted = looped.tally.effects(&registry, ToolOutcome::Ok);
     let answered = looped.tally.effects(&registry, ToolOutcome::Suppressed);
     println!(
