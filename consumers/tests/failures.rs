@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use choreo_bus::Bus;
 use choreo_bus::Inboxes;
-use choreo_bus::api::ReceiveOptions;
+use choreo_bus::api::{ReceiveOptions, RuleSpec, Target};
 use choreo_consumers::consumer;
 use choreo_consumers::local::default_agents_dir;
 use choreo_consumers::manifest;
@@ -92,6 +93,42 @@ async fn a_crash_between_the_effect_and_its_record_does_not_repeat_it() {
     runner::run(&rig.services, payments, &event).await.unwrap();
     let refunds = rig.services.backoffice.refunds("o-1003").unwrap();
     assert_eq!(refunds.len(), 1, "the in-doubt effect was not done twice: {refunds:?}");
+}
+
+#[tokio::test]
+async fn a_redelivery_puts_its_recorded_completion_again_only_if_the_bus_never_got_it() {
+    let rig = common::Rig::new().await;
+    let payments = rig.agent("payments");
+    // A watcher of payments' completions counts what reaches the bus.
+    rig.bus.create_inbox("watch").await.unwrap();
+    rig.bus.put_rule(RuleSpec::new("watch", r#"{"detail-type":["PaymentIssueResolved"]}"#)).await.unwrap();
+    rig.bus.put_targets("watch", vec![Target::new("watch", "watch")]).await.unwrap();
+    let watched = || async {
+        let options = ReceiveOptions {
+            max_messages: 10,
+            visibility_timeout: Duration::from_secs(300),
+            wait_time: Duration::ZERO,
+        };
+        let messages = rig.bus.receive("watch", options).await.unwrap();
+        messages.iter().map(|m| m.event().unwrap().to_delivery().unwrap().envelope.id().to_owned()).collect::<Vec<_>>()
+    };
+    let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
+    let Outcome::Completed(first) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    assert_eq!(watched().await, vec![first[0].id().to_owned()]);
+
+    // Delivered again after its completion reached the bus: the ledger answers, nothing is put.
+    let Outcome::Completed(again) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    assert_eq!(again[0].id(), first[0].id(), "the recorded completion");
+    assert!(watched().await.is_empty(), "put on the bus twice");
+
+    // The earlier delivery stopped between the ledger's record and the put (the case store
+    // records a completion only once the bus accepted it): the same completion is put now.
+    let db = rusqlite::Connection::open(rig.path().join("agents.db")).unwrap();
+    let forgotten = db.execute("DELETE FROM case_events WHERE event_id = ?1", [first[0].id()]).unwrap();
+    assert_eq!(forgotten, 1);
+    runner::run(&rig.services, payments, &event).await.unwrap();
+    assert_eq!(watched().await, vec![first[0].id().to_owned()], "never put, or put under another id");
+    assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1);
 }
 
 /// A copy of the agent folders with `payments/offline.toml` replaced.

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::api::{BusError, StorageFault};
@@ -183,6 +184,9 @@ pub(crate) fn open(
     conn.busy_timeout(busy_timeout).map_err(|e| faults.map(e))?;
     // Every statement of the writer stays prepared (there are more than the default 16).
     conn.set_prepared_statement_cache_capacity(128);
+    // And stays planned: without the planner's stability guarantee SQLite (built with STAT4)
+    // prepares a cached statement again whenever a bound value might change its plan.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(|e| faults.map(e))?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(|e| faults.map(e))?;
     if !mode.eq_ignore_ascii_case("wal") {

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
 
 use crate::data::DataSet;
@@ -94,6 +95,9 @@ impl BackOffice {
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         // Every statement of the back office stays prepared (more than the default 16).
         conn.set_prepared_statement_cache_capacity(64);
+        // Planned once too: SQLite (built with STAT4) would otherwise prepare a cached
+        // statement again whenever a bound value might change its plan.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(sql)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(fail(format!("the file system refused WAL mode (got {mode})")));

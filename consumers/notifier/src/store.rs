@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use choreo_schemas::Envelope;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -133,6 +134,9 @@ fn connect(path: &Path) -> Result<Connection, NotifierError> {
     let conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(|e| sqlite_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(16);
+    // Planned once: SQLite (built with STAT4) would otherwise prepare a cached statement
+    // again whenever a bound value might change its plan.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(|e| sqlite_error(path, e))?;
     Ok(conn)
 }
 

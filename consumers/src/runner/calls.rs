@@ -184,10 +184,9 @@ impl Run<'_> {
                 Ok((ToolOutcome::Ok, result))
             }
             (false, envelope) => {
-                // Answered already, by this event's earlier delivery (publish again: consumers
-                // dedupe by id) or, once per case, by another event (nothing to do).
-                let by_this_event = envelope.causation_id() == Some(self.event.id());
-                if by_this_event {
+                // Answered already, by this event's earlier delivery or, once per case, by
+                // another event (nothing to do).
+                if self.unpublished_answer(&envelope)? {
                     self.publish(&envelope).await?;
                 }
                 let result = json!({ "already_published": envelope.id(), "type": event_type });
@@ -223,7 +222,7 @@ impl Run<'_> {
         let envelope = self.build(builder, &data)?;
         self.note(NoteKind::Escalated, detail)?;
         let (fresh, envelope) = self.publish_once(key, envelope, ESCALATE_TOOL)?;
-        if fresh || envelope.causation_id() == Some(self.event.id()) {
+        if fresh || self.unpublished_answer(&envelope)? {
             self.publish(&envelope).await?;
         }
         let published = fresh.then(|| Box::new(envelope));
@@ -262,6 +261,18 @@ impl Run<'_> {
                 Ok((false, recorded))
             }
         }
+    }
+
+    /// Whether `envelope`, recorded in the ledger by an earlier delivery of this event, may
+    /// never have reached the bus (that delivery stopped between the record and the put): it
+    /// is put again then (same id: consumers dedupe). One the case store holds was accepted
+    /// already (it is recorded after the bus accepted it), so a replay puts nothing twice.
+    fn unpublished_answer(&self, envelope: &Envelope) -> Result<bool, RunError> {
+        if envelope.causation_id() != Some(self.event.id()) {
+            return Ok(false);
+        }
+        let case = envelope.correlation_id().unwrap_or(envelope.id());
+        Ok(!self.services.store.has_event(case, envelope.id())?)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), RunError> {

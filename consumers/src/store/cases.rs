@@ -118,6 +118,15 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the case holds the event `event_id`.
+    pub fn has_event(&self, correlation_id: &str, event_id: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT 1 FROM case_events WHERE correlation_id = ?1 AND event_id = ?2")
+            .map_err(|e| self.err(e))?;
+        stmt.exists((correlation_id, event_id)).map_err(|e| self.err(e))
+    }
+
     /// The events of a case, in the order the runtime recorded them.
     pub fn case_events(&self, correlation_id: &str) -> Result<Vec<CaseEvent>, StoreError> {
         let conn = self.conn();

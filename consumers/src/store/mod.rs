@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use ledger::{Claim, ClaimMeta, EffectRecord, EffectState, canonical, effect_key};
@@ -118,6 +119,9 @@ impl Store {
         let conn = Connection::open(&path).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Planned once: SQLite (built with STAT4) would otherwise prepare a cached statement
+        // again whenever a bound value might change its plan, on every call of the hot ones.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(fail)?;
         let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(fail)?;
         let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
         if app != 0 && app != APPLICATION_ID {
