@@ -22,8 +22,9 @@ use crate::store::{Store, StoreError};
 
 pub use read::{CaseEvent, CaseLog, Effect, ReadError, read_case};
 
-/// Steps one transaction commits at most.
-pub const BATCH: usize = 512;
+/// Steps one transaction commits at most: the agents wait on the store's lock meanwhile, so a
+/// transaction stays well under a millisecond.
+pub const BATCH: usize = 64;
 /// How long the writer lets steps queue after the first before it commits them.
 pub const LINGER: Duration = Duration::from_millis(50);
 /// Longest text kept of a tool's arguments, a model's text or a failure.

@@ -20,6 +20,9 @@ pub(crate) use steps::StepInsert;
 /// The file name of the store in a data directory.
 pub const STORE_FILE: &str = "agents.db";
 
+/// The WAL's size, in pages, at which a commit checkpoints it itself (SQLite's default: 1000).
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// Our `application_id`, so that another application's database is not taken for ours.
 pub(crate) const APPLICATION_ID: i32 = 0x4348_4147; // "CHAG"
 /// Tables added since (the step journal's `steps`) are created `IF NOT EXISTS` on open and
@@ -133,6 +136,10 @@ impl Store {
         // WAL with synchronous=NORMAL survives a process crash (kill -9) without an fsync per
         // statement; the effects themselves are guarded downstream by idempotency keys too.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(fail)?;
+        // The journal's thread checkpoints passively after each round (see `journal::writer`);
+        // a checkpoint inside a commit here would fsync with the store's lock held, every agent
+        // waiting. This is the backstop, should the journal's checkpoints fall behind.
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES).map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(fail)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;

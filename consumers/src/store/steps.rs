@@ -18,7 +18,8 @@ pub(crate) struct StepInsert<'a> {
 }
 
 impl Store {
-    /// Inserts `rows` in one transaction; answers their row ids (the journal's `seq`), in order.
+    /// Inserts `rows` in one transaction (the journal keeps them few: agents wait on the lock
+    /// meanwhile); answers their row ids (the journal's `seq`), in order.
     pub(crate) fn insert_steps(&self, rows: &[StepInsert<'_>]) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
