@@ -55,6 +55,7 @@ async fn a_crash_between_the_refund_and_the_ack_still_refunds_once() {
     let delivered = first.event().unwrap().to_delivery().unwrap().envelope;
     assert!(matches!(runner::run(&rig.services, &payments, &delivered).await.unwrap().0, Outcome::Completed(_)));
     assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1);
+    let turns_before = rig.services.store.spend(event.correlation_id().unwrap()).unwrap().turns;
 
     // The visibility timeout passes: the bus delivers it again, to the real consumer path.
     rig.clock.advance(Duration::from_secs(31));
@@ -63,12 +64,43 @@ async fn a_crash_between_the_refund_and_the_ack_still_refunds_once() {
     consumer::handle(&rig.services, rig.bus.as_ref(), &payments, again).await;
 
     assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1, "refunded twice");
-    let effects = rig.services.store.effects(event.correlation_id().unwrap()).unwrap();
+    // The run had finished (its completion is in the ledger): the redelivery is answered
+    // from the ledger without asking the model again, so nothing is even attempted.
+    let case = event.correlation_id().unwrap();
+    let effects = rig.services.store.effects(case).unwrap();
     let refund = effects.iter().find(|e| e.tool == "payments.refund_charge").unwrap();
-    assert_eq!(refund.suppressed, 1, "the redelivery got the recorded refund");
+    assert_eq!(refund.suppressed, 0, "the refund was attempted again");
+    let completion = effects.iter().find(|e| e.tool == "complete.PaymentIssueResolved").unwrap();
+    assert_eq!(completion.suppressed, 1, "the redelivery got the recorded completion");
+    assert_eq!(rig.services.store.spend(case).unwrap().turns, turns_before, "the model was asked again");
     rig.clock.advance(Duration::from_secs(31));
     let options = ReceiveOptions { wait_time: Duration::ZERO, ..receive_options() };
     assert!(rig.bus.receive("agent-payments", options).await.unwrap().is_empty(), "acknowledged at last");
+}
+
+#[tokio::test]
+async fn a_crash_between_the_refund_and_the_completion_still_refunds_once() {
+    let agents = agents_with_payments_script(include_str!("fixtures/naive_payments.toml"));
+    let rig = common::Rig::with_agents(agents.path()).await;
+    let payments = rig.agent("payments");
+    let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
+    let Outcome::Completed(first) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    // As if the process had died after the refund, before the agent completed: no completion
+    // recorded, none on the bus.
+    let db = rusqlite::Connection::open(rig.path().join("agents.db")).unwrap();
+    db.execute("DELETE FROM effects WHERE tool = 'complete.PaymentIssueResolved'", []).unwrap();
+    db.execute("DELETE FROM case_events WHERE event_id = ?1", [first[0].id()]).unwrap();
+
+    // The model runs again, and asks for the refund again: only the ledger stands in between.
+    let Outcome::Completed(again) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1, "refunded twice");
+    let effects = rig.services.store.effects(event.correlation_id().unwrap()).unwrap();
+    let refund = effects.iter().find(|e| e.tool == "payments.refund_charge").unwrap();
+    assert_eq!(refund.suppressed, 1, "the second run got the recorded refund");
+    assert_eq!(
+        again[0].data().unwrap()["refunds"][0]["refund_id"],
+        first[0].data().unwrap()["refunds"][0]["refund_id"]
+    );
 }
 
 #[tokio::test]

@@ -263,6 +263,44 @@ impl Run<'_> {
         }
     }
 
+    /// A delivery of an event this agent finished before (its completion or escalation is in
+    /// the ledger; only the acknowledgement was lost): answered from the ledger, the model not
+    /// asked again. Asked again, a model may answer otherwise, and its calls would then act
+    /// under new keys; answered from the ledger, a finished run's effects stay what they were.
+    pub(super) async fn answered_by_ledger(&mut self) -> Result<Option<super::Outcome>, RunError> {
+        let recorded = self.services.store.finished_run(self.agent.name(), self.event.id())?;
+        if recorded.is_empty() {
+            return Ok(None);
+        }
+        let (mut completed, mut escalated) = (Vec::new(), None);
+        for (tool, value) in recorded {
+            let envelope = Envelope::from_json_value(value).map_err(|e| {
+                RunError::permanent("LEDGER", format!("the ledger's `{tool}` for event {}: {e}", self.event.id()))
+            })?;
+            if self.unpublished_answer(&envelope)? {
+                self.publish(&envelope).await?;
+            }
+            let result = json!({ "already_published": envelope.id(), "type": envelope.event_type() });
+            let (input, elapsed) = (data_of(&envelope), std::time::Duration::ZERO);
+            self.step(StepKind::ToolCall {
+                tool: tool.clone(),
+                input,
+                outcome: ToolOutcome::Suppressed,
+                result,
+                elapsed,
+            });
+            if tool == ESCALATE_TOOL {
+                escalated = Some(Box::new(envelope));
+            } else {
+                completed.push(envelope);
+            }
+        }
+        Ok(Some(match escalated {
+            Some(envelope) => super::Outcome::Escalated(Some(envelope)),
+            None => super::Outcome::Completed(completed),
+        }))
+    }
+
     /// Whether `envelope`, recorded in the ledger by an earlier delivery of this event, may
     /// never have reached the bus (that delivery stopped between the record and the put): it
     /// is put again then (same id: consumers dedupe). One the case store holds was accepted

@@ -128,6 +128,9 @@ pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result
         completions_made: Default::default(),
     };
     services.store.record_event(event)?;
+    if let Some(outcome) = run.answered_by_ledger().await? {
+        return Ok((outcome, run.model_time));
+    }
     if let Err(exhausted) = services.store.debit_hop(&run.correlation_id, &run.budget)? {
         let outcome = run.budget_exhausted(&exhausted.to_string()).await?;
         return Ok((outcome, run.model_time));

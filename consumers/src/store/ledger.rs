@@ -185,6 +185,34 @@ impl Store {
         self.read_effects("agent = ?1 AND event_id = ?2", (agent, event_id))
     }
 
+    /// The completions and escalations `agent` recorded while handling CloudEvent `event_id`,
+    /// oldest first, as `(tool, recorded event)`: a run that recorded one had finished (it is
+    /// an agent's last act), so a later delivery of the event is answered with them. Each
+    /// counts one suppression.
+    pub fn finished_run(&self, agent: &str, event_id: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let conn = self.conn();
+        let rows: Vec<(String, String, Option<String>)> = conn
+            .prepare_cached(
+                "SELECT key, tool, result FROM effects
+                 WHERE event_id = ?2 AND agent = ?1 AND state = 'done' AND (tool GLOB 'complete.*' OR tool = ?3)
+                 ORDER BY started_at, rowid",
+            )
+            .and_then(|mut s| {
+                s.query_map((agent, event_id, crate::runner::ESCALATE_TOOL), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.err(e))?;
+        let mut answers = Vec::with_capacity(rows.len());
+        for (key, tool, result) in rows {
+            conn.prepare_cached("UPDATE effects SET suppressed = suppressed + 1 WHERE key = ?1")
+                .and_then(|mut s| s.execute([&key]))
+                .map_err(|e| self.err(e))?;
+            let result = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
+            answers.push((tool, result));
+        }
+        Ok(answers)
+    }
+
     /// How `agent` ended its handling of CloudEvent `event_id`, if it did.
     pub fn handled(&self, agent: &str, event_id: &str) -> Result<Option<String>, StoreError> {
         let conn = self.conn();

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS effects (
     suppressed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS effects_by_case ON effects (correlation_id);
+CREATE INDEX IF NOT EXISTS effects_by_event ON effects (event_id);
 CREATE TABLE IF NOT EXISTS processed (
     agent TEXT NOT NULL,
     event_id TEXT NOT NULL,
