@@ -20,6 +20,8 @@ use crate::store::NoteKind;
 const VISIBILITY: Duration = Duration::from_secs(60);
 /// How long one receive waits for an event (long polling).
 const WAIT: Duration = Duration::from_secs(2);
+/// Most events one receive brings (SQS's limit).
+const MAX_RECEIVE: u32 = 10;
 
 /// Consumes `agent`'s inbox until `shutdown` turns true; events in flight then finish.
 pub async fn consume(
@@ -28,7 +30,9 @@ pub async fn consume(
     agent: Arc<Agent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(agent.manifest.concurrency));
+    // Events in flight: the model slots (taken by the runs that call the model) and one
+    // receive's worth more, so that events answered without the model pass the runs that wait.
+    let slots = Arc::new(Semaphore::new(agent.manifest.concurrency + MAX_RECEIVE as usize));
     let mut running = JoinSet::new();
     let inbox = agent.inbox();
     while !*shutdown.borrow() {
@@ -37,7 +41,7 @@ pub async fn consume(
             permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
-        let free = (slots.available_permits() + 1).min(10) as u32;
+        let free = (slots.available_permits() + 1).min(MAX_RECEIVE as usize) as u32;
         let options = ReceiveOptions { max_messages: free, visibility_timeout: VISIBILITY, wait_time: WAIT };
         // Not raced against shutdown: a receive cut short could hide events until their
         // visibility runs out. It waits at most `WAIT`, and what it brings is handled.

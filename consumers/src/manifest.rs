@@ -41,7 +41,9 @@ pub struct Manifest {
     /// The longest answer the model may give, in tokens.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
-    /// Events handled at once.
+    /// Runs that call the model at once. Events answered without the model (duplicates,
+    /// finished runs answered from the ledger) take no slot; up to `concurrency` + 10 events
+    /// are in flight.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Retries of the agent's rule target before its dead letters.
@@ -104,6 +106,8 @@ pub struct Agent {
     pub pattern: String,
     /// Events of the agent's own (`events/*.json`), beside the catalog's.
     pub events: Vec<AgentEvent>,
+    /// The model slots of [`Manifest::concurrency`], shared by the agent's runs (and clones).
+    pub(crate) model_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// An event an agent folder defines: its name and the JSON Schema of its data.
@@ -232,7 +236,8 @@ pub fn load(dir: &Path) -> Result<Agent, ManifestError> {
     let prompt_path = dir.join(PROMPT_FILE);
     let prompt = std::fs::read_to_string(&prompt_path)
         .map_err(|source| ManifestError::Read { path: prompt_path.clone(), source })?;
-    Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern, events })
+    let model_slots = Arc::new(tokio::sync::Semaphore::new(manifest.concurrency));
+    Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern, events, model_slots })
 }
 
 /// The `*.json` files of `dir`, sorted; none when `dir` does not exist.

@@ -131,6 +131,8 @@ pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result
     if let Some(outcome) = run.answered_by_ledger().await? {
         return Ok((outcome, run.model_time));
     }
+    // Held until the run ends: `concurrency` bounds the agent's runs that call the model.
+    let _slot = agent.model_slots.acquire().await.map_err(|e| RunError::retryable("AGENT_STOPPED", e.to_string()))?;
     if let Err(exhausted) = services.store.debit_hop(&run.correlation_id, &run.budget)? {
         let outcome = run.budget_exhausted(&exhausted.to_string()).await?;
         return Ok((outcome, run.model_time));

@@ -96,6 +96,10 @@ impl Store {
     /// Adds an event to its case (once, however often it is recorded).
     pub fn record_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
         let correlation = envelope.correlation_id().unwrap_or(envelope.id());
+        // A redelivered or replayed event is there already: looked up beside the writer.
+        if self.has_event(correlation, envelope.id())? {
+            return Ok(());
+        }
         let data = envelope.data().cloned().unwrap_or(Value::Null).to_string();
         let time = envelope.time().map(|t| t.to_rfc3339());
         self.conn()
@@ -120,7 +124,7 @@ impl Store {
 
     /// Whether the case holds the event `event_id`.
     pub fn has_event(&self, correlation_id: &str, event_id: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached("SELECT 1 FROM case_events WHERE correlation_id = ?1 AND event_id = ?2")
             .map_err(|e| self.err(e))?;
@@ -129,7 +133,7 @@ impl Store {
 
     /// The events of a case, in the order the runtime recorded them.
     pub fn case_events(&self, correlation_id: &str) -> Result<Vec<CaseEvent>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT event_id, type, source, causation_id, time, data FROM case_events
@@ -171,7 +175,7 @@ impl Store {
 
     /// The notes on a case, oldest first.
     pub fn notes(&self, correlation_id: &str) -> Result<Vec<CaseNote>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT event_id, agent, kind, detail FROM case_notes WHERE correlation_id = ?1 ORDER BY id",
@@ -187,7 +191,7 @@ impl Store {
 
     /// What the case has spent.
     pub fn spend(&self, correlation_id: &str) -> Result<Spend, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let row = conn
             .prepare_cached("SELECT turns, tokens, hops FROM case_spend WHERE correlation_id = ?1")
             .and_then(|mut s| {

@@ -150,7 +150,7 @@ impl Store {
     }
 
     fn read_effects(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<EffectRecord>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT key, agent, event_id, correlation_id, tool, args, state, result, suppressed
@@ -190,7 +190,7 @@ impl Store {
     /// an agent's last act), so a later delivery of the event is answered with them. Each
     /// counts one suppression.
     pub fn finished_run(&self, agent: &str, event_id: &str) -> Result<Vec<(String, Value)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let rows: Vec<(String, String, Option<String>)> = conn
             .prepare_cached(
                 "SELECT key, tool, result FROM effects
@@ -202,6 +202,11 @@ impl Store {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.err(e))?;
+        drop(conn);
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
         let mut answers = Vec::with_capacity(rows.len());
         for (key, tool, result) in rows {
             conn.prepare_cached("UPDATE effects SET suppressed = suppressed + 1 WHERE key = ?1")
@@ -215,7 +220,7 @@ impl Store {
 
     /// How `agent` ended its handling of CloudEvent `event_id`, if it did.
     pub fn handled(&self, agent: &str, event_id: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         conn.prepare_cached("SELECT outcome FROM processed WHERE agent = ?1 AND event_id = ?2")
             .and_then(|mut s| s.query_row((agent, event_id), |r| r.get(0)).optional())
             .map_err(|e| self.err(e))
@@ -223,7 +228,7 @@ impl Store {
 
     /// The recorded result under `key`, if settled (without counting a suppression).
     pub fn effect_result(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let result: Option<Option<String>> = conn
             .prepare_cached("SELECT result FROM effects WHERE key = ?1 AND state = 'done'")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::Connection;
 use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
 
 pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use ledger::{Claim, ClaimMeta, EffectRecord, EffectState, canonical, effect_key};
@@ -104,9 +104,19 @@ pub struct StoreError {
     pub retryable: bool,
 }
 
-/// The runtime's state. Calls are short SQLite statements behind one connection.
+/// How much of the file readers map into memory.
+const MMAP_BYTES: i64 = 256 << 20;
+
+/// Connections that only read: WAL lets them read beside the writer, so agents that look
+/// something up never queue behind a write.
+const READERS: usize = 4;
+
+/// The runtime's state. Calls are short SQLite statements: writes on one connection behind a
+/// lock, reads on a few others.
 pub struct Store {
     conn: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     path: PathBuf,
 }
 
@@ -144,7 +154,9 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(fail)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
-        Ok(Self { conn: Mutex::new(conn), path })
+        let readers =
+            (0..READERS).map(|_| open_reader(&path).map(Mutex::new)).collect::<Result<_, _>>().map_err(fail)?;
+        Ok(Self { conn: Mutex::new(conn), readers, next_reader: Default::default(), path })
     }
 
     pub fn path(&self) -> &Path {
@@ -157,13 +169,25 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A connection for reads: a free one if any, else the next in turn. It sees every write
+    /// committed before the read began.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            if let Ok(conn) = reader.try_lock() {
+                return conn;
+            }
+        }
+        let turn = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len();
+        self.readers[turn].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn err(&self, e: rusqlite::Error) -> StoreError {
         StoreError::from_sqlite(&self.path, e)
     }
 
     /// Whether `agent` has already handled the CloudEvent `event_id`.
     pub fn is_processed(&self, agent: &str, event_id: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached("SELECT 1 FROM processed WHERE agent = ?1 AND event_id = ?2")
             .map_err(|e| self.err(e))?;
@@ -186,6 +210,18 @@ impl Store {
         .map_err(|e| self.err(e))?;
         Ok(())
     }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.pragma_update(None, "query_only", true)?;
+    // Pages read through a mapping, not a read call each: any write in between makes a
+    // reader's next transaction fetch its pages again.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    Ok(conn)
 }
 
 impl StoreError {
