@@ -365,9 +365,7 @@ impl Inboxes for EmbeddedBus {
 
     async fn ack(&self, inbox: &str, receipt: &Receipt) -> Result<(), BusError> {
         let (name, receipt) = (inbox.to_owned(), receipt.clone());
-        // Not fsynced: an ack lost to a power cut (never to a crash: WAL) brings the message
-        // back after its visibility timeout, and consumers dedupe redeliveries by event id.
-        self.call(false, move |ctx| inbox::ack(ctx, &name, &receipt)).await
+        self.call(true, move |ctx| inbox::ack(ctx, &name, &receipt)).await
     }
 
     async fn nack(&self, inbox: &str, receipt: &Receipt, failure: Failure) -> Result<NackOutcome, BusError> {

@@ -192,14 +192,12 @@ pub(crate) fn run(mut conn: Connection, faults: Faults, rx: Receiver<Job>, mut s
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let called = !jobs.is_empty();
-        if called {
+        if !jobs.is_empty() {
             calls(&mut conn, &faults, &mut st, jobs, &wakers);
         }
         let now = st.clock.now_ms();
         let sweep = now.saturating_sub(st.last_sweep) >= SWEEP_EVERY_MS;
-        // A batch of calls has just read the generation (`refresh`); an idle round asks.
-        let replays = st.replays_active || (!called && changed_elsewhere(&conn, &st));
+        let replays = st.replays_active || changed_elsewhere(&conn, &st);
         if (replays && Instant::now() >= st.background_pause) || sweep {
             background(&mut conn, &faults, &mut st, sweep, &wakers);
         }
