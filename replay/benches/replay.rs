@@ -1,38 +1,24 @@
 //! The replay benchmark (issue 7's speed item): replays archived events to one agent whose
 //! effects are all in the ledger already, and prints how fast, with the proof that no effect
-//! ran again. Prints figures; fails only when the proof fails (an effect ran, a refund or a
-//! ledger row appeared) or the bench itself could not run.
+//! ran again. Fails only when the proof fails or the bench could not run. All on the embedded
+//! bus, the real agents runtime and the offline model:
+//! 1. Setup (not timed): the synthetic back office of `CASES` customers, each charged twice, and
+//!    the real `payments` agent alone. `EVENTS_PER_CASE` distinct `SupportTriaged` events per
+//!    case (`["duplicate_charge"]`, the customer as `app_user`, one correlationid per case),
+//!    round by round, event times 1 ms apart in a window that ended before anything ran, are
+//!    archived in `choreo` and handled live: the first of each case refunds, the others find it
+//!    refunded; every completion lands in the ledger. Budgets are wide (a load, not a case).
+//! 2. `payments`' `processed` rows are deleted, as after a crash after its runs, and the setup's
+//!    writes checkpointed: a replay then enters the agent's run for every event.
+//! 3. Timed, until the replay is COMPLETED, the inbox drained and every event back in
+//!    `processed` (polled every 10 ms): the window replayed to `agent-payments` only. Each run
+//!    is answered from the ledger (its recorded completion), no model turn, nothing put on the
+//!    bus again. Proof: refunds and ledger rows unchanged, none left `started`, `suppressed`
+//!    grown by exactly the attempts, no side-effecting call ending `Ok`, no hop or turn spent.
+//! 4. Timed: the same window again, each event acknowledged as a duplicate (the dedupe path).
 //!
-//! The scenario, all on the embedded bus, the real agents runtime and the offline model:
-//! 1. Setup (not timed). A data directory with the synthetic back office of `CASES` customers,
-//!    each charged twice for their order (`DataSet::synthetic`), and the runtime running the
-//!    real `payments` agent only (its folder copied alone into a temporary agents directory).
-//!    `EVENTS_PER_CASE` distinct `SupportTriaged` events per case (issues
-//!    `["duplicate_charge"]`, the case's customer as `app_user`, one correlationid per case) are
-//!    published, round by round across the cases, with event times 1 ms apart in a window that
-//!    ended before anything ran, so the window holds exactly these events (the completions
-//!    `payments` publishes are stamped later). The archive `choreo` keeps them. `payments`
-//!    handles them all live: the first event of each case refunds the duplicate, the others find
-//!    it refunded; every completion is recorded in the ledger. The budget the events carry is
-//!    wide, since a hundred triages of one case is a load, not a case.
-//! 2. `payments`' rows of the `processed` table are deleted, as if it had lost its
-//!    acknowledgements in a crash after its runs: a replay then enters the agent's run for
-//!    every event, and every run finds its completion in the ledger. The setup's writes are
-//!    checkpointed into the database files before anything is timed.
-//! 3. Timed: a replay of the window to `agent-payments` only, from its start until the replay
-//!    is COMPLETED, the inbox is drained and every event is back in `processed` (polled every
-//!    10 ms). Each event's run is answered from the ledger (its recorded completion, whose
-//!    suppression is counted), the model not asked again; the completion is not put on the bus
-//!    again, since the bus had it. The proof: refunds and ledger rows unchanged, no ledger row
-//!    left `started`, the `suppressed` counter grown by exactly the effect attempts, no
-//!    side-effecting tool call ending `Ok` (from the runtime's observer, when it missed no
-//!    step), and no completion archived again.
-//! 4. Timed: the same window replayed again with `processed` kept: each event acknowledged as a
-//!    duplicate without running (the dedupe path).
-//!
-//! `cargo bench -p choreo-replay --bench replay`. Env: `REPLAY_BENCH_CASES` (default 1000),
-//! `REPLAY_BENCH_EVENTS_PER_CASE` (default 100), `REPLAY_BENCH_DIR` (where the data directory
-//! goes; default the system temp dir).
+//! `cargo bench -p choreo-replay --bench replay`. Env: `REPLAY_BENCH_CASES` (1000),
+//! `REPLAY_BENCH_EVENTS_PER_CASE` (100), `REPLAY_BENCH_DIR` (the data's place; the temp dir).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -93,10 +79,8 @@ fn main() -> ExitCode {
 }
 
 fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => text.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not `{text}`")),
-        Err(_) => default,
-    }
+    let parse = |t: String| t.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not `{t}`"));
+    std::env::var(name).map_or(default, parse)
 }
 
 fn temp_dir() -> tempfile::TempDir {
@@ -157,13 +141,11 @@ impl Files {
         Self::one(&self.agents, "SELECT count(*) FROM processed WHERE agent = 'payments'")
     }
 
-    /// Checkpoints the agents' store and the bus (`bus.db`) whole.
+    /// Checkpoints the agents' store and the bus (`bus.db`): PASSIVE copies all it can.
     fn checkpoint(&self, data: &Path) -> Result<(), String> {
         let bus = Connection::open(data.join("bus.db")).map_err(|e| format!("open bus.db: {e}"))?;
-        bus.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        for (name, conn) in [("agents.db", &self.agents), ("bus.db", &bus)] {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                .map_err(|e| format!("checkpoint {name}: {e}"))?;
+        for conn in [&self.agents, &bus] {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(|e| format!("checkpoint: {e}"))?;
         }
         Ok(())
     }
