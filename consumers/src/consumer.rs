@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use choreo_bus::Inboxes;
 use choreo_bus::api::{Failure, Message, ReceiveOptions};
 use choreo_schemas::Envelope;
-use tokio::sync::{Semaphore, watch};
+use futures_util::future::join_all;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::manifest::Agent;
 use crate::observe::{PublishedTrace, StepContext, StepKind};
 use crate::runner::{self, RunError, Services};
-use crate::store::NoteKind;
+use crate::store::{Finished, NoteKind};
 
 /// How long a received event stays hidden while the agent works; extended while it runs.
 const VISIBILITY: Duration = Duration::from_secs(60);
@@ -23,60 +24,200 @@ const WAIT: Duration = Duration::from_secs(2);
 /// Most events one receive brings (SQS's limit).
 const MAX_RECEIVE: u32 = 10;
 
+/// Receives running at once per agent, like the pollers of Lambda's SQS event source: while
+/// one waits on the bus, the other's messages are being handled.
+const POLLERS: usize = 2;
+
+/// A handled message on its way to be settled, with the slot it holds until then.
+struct Handled {
+    message: Message,
+    verdict: Verdict,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// What becomes of a message once handled.
+enum Verdict {
+    /// Acknowledged, after recording the run (none for a duplicate).
+    Ack(Option<Finish>),
+    /// Retried or dead-lettered; the step is reported once the bus has the failure.
+    Nack(Failure, Option<Report>),
+}
+
+/// A run to record as processed, and its `Done` step, reported once it is.
+struct Finish {
+    outcome: &'static str,
+    answered: Vec<String>,
+    done: Report,
+}
+
+/// A step to report, with the ids it belongs to.
+struct Report {
+    correlation_id: String,
+    event_id: String,
+    kind: StepKind,
+    context: StepContext,
+}
+
 /// Consumes `agent`'s inbox until `shutdown` turns true; events in flight then finish.
+///
+/// Pollers receive and hand each message to a task of its own; what the tasks decide goes to
+/// one settler, which records the runs that ended at once (one transaction of the store) and
+/// acknowledges at once what it may (`ack_batch`): a hundred events settle in a few trips.
 pub async fn consume(
     services: Arc<Services>,
     inboxes: Arc<dyn Inboxes>,
     agent: Arc<Agent>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_in_flight(&agent)));
+    let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+    let settler = tokio::spawn(settler(services.clone(), inboxes.clone(), agent.clone(), settle_rx));
+    let mut pollers = JoinSet::new();
+    for _ in 0..POLLERS {
+        let handles = Handles { services: services.clone(), inboxes: inboxes.clone(), agent: agent.clone() };
+        pollers.spawn(poll(handles, slots.clone(), settle_tx.clone(), shutdown.clone()));
+    }
+    drop(settle_tx);
+    while pollers.join_next().await.is_some() {}
+    // Every handler has sent its verdict (the pollers wait for theirs): the settler ends
+    // once it has settled them.
+    let _ = settler.await;
+}
+
+/// Events of `agent` in flight at most, from their receipt until they are settled: its model
+/// slots (taken by the runs that call the model) and a full receive's worth more per poller,
+/// so that events answered without the model pass the runs that wait for one.
+pub fn max_in_flight(agent: &Agent) -> usize {
+    agent.manifest.concurrency + POLLERS * MAX_RECEIVE as usize
+}
+
+#[derive(Clone)]
+struct Handles {
+    services: Arc<Services>,
+    inboxes: Arc<dyn Inboxes>,
+    agent: Arc<Agent>,
+}
+
+/// One receive loop: it receives only when it can take a full receive, so that each trip to
+/// the bus brings as many events as it may (one at a time would make the bus the limit).
+async fn poll(
+    handles: Handles,
+    slots: Arc<Semaphore>,
+    settle: mpsc::UnboundedSender<Handled>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Events in flight: the model slots (taken by the runs that call the model) and one
-    // receive's worth more, so that events answered without the model pass the runs that wait.
-    let slots = Arc::new(Semaphore::new(agent.manifest.concurrency + MAX_RECEIVE as usize));
     let mut running = JoinSet::new();
-    let inbox = agent.inbox();
+    let inbox = handles.agent.inbox();
     while !*shutdown.borrow() {
-        // Receive only as many events as there are free slots, so none waits hidden.
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+        let mut permits = tokio::select! {
+            permits = slots.clone().acquire_many_owned(MAX_RECEIVE) => match permits { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
-        let free = (slots.available_permits() + 1).min(MAX_RECEIVE as usize) as u32;
-        let options = ReceiveOptions { max_messages: free, visibility_timeout: VISIBILITY, wait_time: WAIT };
+        let options = ReceiveOptions { max_messages: MAX_RECEIVE, visibility_timeout: VISIBILITY, wait_time: WAIT };
         // Not raced against shutdown: a receive cut short could hide events until their
         // visibility runs out. It waits at most `WAIT`, and what it brings is handled.
-        let messages = match inboxes.receive(&inbox, options).await {
+        let messages = match handles.inboxes.receive(&inbox, options).await {
             Ok(messages) => messages,
             Err(e) => {
-                tracing::warn!(agent = agent.name(), error = %e, "receive failed; backing off");
+                tracing::warn!(agent = handles.agent.name(), error = %e, "receive failed; backing off");
+                drop(permits);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let mut first = Some(first);
         for message in messages {
-            let permit = match first.take() {
-                Some(p) => p,
-                None => match slots.clone().acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let (services, inboxes, agent) = (services.clone(), inboxes.clone(), agent.clone());
+            // One slot per event, held until it is settled; the unused ones go back below.
+            let Some(slot) = permits.split(1) else { break };
+            let (handles, settle) = (handles.clone(), settle.clone());
             running.spawn(async move {
-                handle(&services, inboxes.as_ref(), &agent, message).await;
-                drop(permit);
+                let verdict = judge(&handles.services, handles.inboxes.as_ref(), &handles.agent, &message).await;
+                // The settler ends only after every sender is gone: it is there.
+                let _ = settle.send(Handled { message, verdict, _slot: slot });
             });
         }
+        drop(permits);
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
 }
 
+/// Settles what the handlers decided, all that waits at once, until every handler is gone.
+async fn settler(
+    services: Arc<Services>,
+    inboxes: Arc<dyn Inboxes>,
+    agent: Arc<Agent>,
+    mut handled: mpsc::UnboundedReceiver<Handled>,
+) {
+    let mut batch = Vec::new();
+    while handled.recv_many(&mut batch, SETTLE_MAX).await > 0 {
+        let verdicts = batch.drain(..).map(|h| (h.message, h.verdict)).collect();
+        settle(&services, inboxes.as_ref(), &agent, verdicts).await;
+    }
+}
+
+/// Most messages settled together.
+const SETTLE_MAX: usize = 256;
+
 /// Handles one message to its end: it is always acked or nacked (or, if this process dies,
 /// redelivered after its visibility timeout).
 pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agent>, message: Message) {
+    let verdict = judge(services, inboxes, agent, &message).await;
+    settle(services, inboxes, agent, vec![(message, verdict)]).await;
+}
+
+/// Records the runs that ended (one transaction), reports them done, then acknowledges in
+/// batches and reports the failures to the bus. A run that cannot be recorded is retried.
+async fn settle(services: &Services, inboxes: &dyn Inboxes, agent: &Agent, batch: Vec<(Message, Verdict)>) {
     let inbox = agent.inbox();
+    let finished: Vec<Finished<'_>> = batch
+        .iter()
+        .filter_map(|(_, verdict)| match verdict {
+            Verdict::Ack(Some(f)) => Some(Finished {
+                event_id: &f.done.event_id,
+                correlation_id: &f.done.correlation_id,
+                outcome: f.outcome,
+                answered: &f.answered,
+            }),
+            _ => None,
+        })
+        .collect();
+    let recorded = services.store.finish(agent.name(), &finished).map_err(|e| e.to_string());
+    drop(finished);
+    let (mut acks, mut nacks) = (Vec::new(), Vec::new());
+    for (message, verdict) in batch {
+        match verdict {
+            Verdict::Ack(None) => acks.push(message),
+            Verdict::Ack(Some(finish)) => match &recorded {
+                Ok(()) => {
+                    report(services, agent, finish.done);
+                    acks.push(message);
+                }
+                Err(e) => nacks.push((message, Failure::retryable("STORE", e.clone()), None)),
+            },
+            Verdict::Nack(failure, step) => nacks.push((message, failure, step)),
+        }
+    }
+    let acked = acks.chunks(MAX_RECEIVE as usize).map(|chunk| settle_acks(inboxes, &inbox, chunk));
+    let nacked = nacks.into_iter().map(|(message, failure, step)| {
+        let inbox = &inbox;
+        async move {
+            settle_nack(inboxes, inbox, &message, failure).await;
+            // Reported once the bus has the failure, so a watcher sees the retry scheduled.
+            if let Some(step) = step {
+                report(services, agent, step);
+            }
+        }
+    });
+    futures_util::future::join(join_all(acked), join_all(nacked)).await;
+}
+
+fn report(services: &Services, agent: &Agent, step: Report) {
+    services.observer.emit_with(&step.correlation_id, agent.name(), &step.event_id, step.kind, step.context);
+}
+
+/// Decides what becomes of one message: runs the agent on it unless it is malformed or
+/// already handled. Nothing is settled here.
+async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agent>, message: &Message) -> Verdict {
     let (envelope, replay_name) = match message
         .event()
         .map_err(|e| e.to_string())
@@ -86,8 +227,7 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
         Err(reason) => {
             // Not a CloudEvent in EventBridge's shape: no retry can fix it.
             let failure = Failure::permanent("MALFORMED_EVENT", format!("message {}: {reason}", message.message_id));
-            settle_nack(inboxes, &inbox, &message, failure).await;
-            return;
+            return Verdict::Nack(failure, None);
         }
     };
     if choreo_schemas::catalog::lookup(envelope.event_type()).is_some()
@@ -95,8 +235,7 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
     {
         // Data that breaks its event's schema: no retry can fix it; the reason goes with it.
         let failure = Failure::permanent("MALFORMED_EVENT", format!("event {}: {e}", envelope.id()));
-        settle_nack(inboxes, &inbox, &message, failure).await;
-        return;
+        return Verdict::Nack(failure, None);
     }
     let correlation = envelope.correlation_id().unwrap_or(envelope.id()).to_owned();
     let step = |kind| services.observer.emit(&correlation, agent.name(), envelope.id(), kind);
@@ -112,32 +251,29 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
     match services.store.is_processed(agent.name(), envelope.id()) {
         Ok(true) => {
             step(StepKind::Duplicate);
-            settle_ack(inboxes, &inbox, &message).await;
-            return;
+            return Verdict::Ack(None);
         }
         Ok(false) => {}
-        Err(e) => {
-            settle_nack(inboxes, &inbox, &message, Failure::retryable("STORE", e.to_string())).await;
-            return;
-        }
+        Err(e) => return Verdict::Nack(Failure::retryable("STORE", e.to_string()), None),
     }
     let started = Instant::now();
-    let result = run_guarded(services.clone(), inboxes, &inbox, agent.clone(), &message, envelope.clone()).await;
+    let inbox = agent.inbox();
+    let result = run_guarded(services.clone(), inboxes, &inbox, agent.clone(), message, envelope.clone()).await;
+    let report = |kind, context| Report {
+        correlation_id: correlation.clone(),
+        event_id: envelope.id().to_owned(),
+        kind,
+        context,
+    };
     match result {
-        Ok((outcome, model_time)) => {
-            if let Err(e) = services.store.mark_processed(agent.name(), envelope.id(), &correlation, outcome.label()) {
-                settle_nack(inboxes, &inbox, &message, Failure::retryable("STORE", e.to_string())).await;
-                return;
-            }
-            let done = StepKind::Done { elapsed: started.elapsed(), model_time };
-            let published = published_traces(&outcome);
-            if published.is_empty() {
-                step(done);
-            } else {
-                let context = StepContext { published, ..StepContext::default() };
-                services.observer.emit_with(&correlation, agent.name(), envelope.id(), done, context);
-            }
-            settle_ack(inboxes, &inbox, &message).await;
+        Ok(ran) => {
+            let done = StepKind::Done { elapsed: started.elapsed(), model_time: ran.model_time };
+            let context = StepContext { published: published_traces(&ran.outcome), ..StepContext::default() };
+            Verdict::Ack(Some(Finish {
+                outcome: ran.outcome.label(),
+                answered: ran.answered,
+                done: report(done, context),
+            }))
         }
         Err(e) => {
             if !e.retryable {
@@ -145,9 +281,8 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
                 let _ = services.store.note(&correlation, envelope.id(), agent.name(), NoteKind::Failed, &detail);
             }
             let failure = Failure { code: e.code.clone(), message: e.message.clone(), retryable: e.retryable };
-            settle_nack(inboxes, &inbox, &message, failure).await;
-            // Reported once the bus has the failure, so a watcher sees the retry scheduled.
-            step(StepKind::Failed { code: e.code, message: e.message, retryable: e.retryable });
+            let failed = StepKind::Failed { code: e.code, message: e.message, retryable: e.retryable };
+            Verdict::Nack(failure, Some(report(failed, StepContext::default())))
         }
     }
 }
@@ -161,7 +296,7 @@ async fn run_guarded(
     agent: Arc<Agent>,
     message: &Message,
     envelope: Envelope,
-) -> Result<(runner::Outcome, Duration), RunError> {
+) -> Result<runner::Ran, RunError> {
     let mut task = tokio::spawn(async move { runner::run(&services, &agent, &envelope).await });
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + VISIBILITY / 3, VISIBILITY / 3);
     loop {
@@ -203,10 +338,18 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("the agent panicked: {text}")
 }
 
-async fn settle_ack(inboxes: &dyn Inboxes, inbox: &str, message: &Message) {
-    if let Err(e) = inboxes.ack(inbox, &message.receipt).await {
-        // The message comes back after its visibility timeout and is deduped then.
-        tracing::warn!(inbox, message = %message.message_id, error = %e, "ack failed");
+async fn settle_acks(inboxes: &dyn Inboxes, inbox: &str, messages: &[Message]) {
+    let receipts: Vec<_> = messages.iter().map(|m| m.receipt.clone()).collect();
+    // A message whose ack failed comes back after its visibility timeout and is deduped then.
+    match inboxes.ack_batch(inbox, &receipts).await {
+        Ok(answers) => {
+            for (message, answer) in messages.iter().zip(answers) {
+                if let Err(e) = answer {
+                    tracing::warn!(inbox, message = %message.message_id, error = %e, "ack failed");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(inbox, messages = messages.len(), error = %e, "ack failed"),
     }
 }
 

@@ -34,7 +34,8 @@ async fn check(rig: &common::Rig, agent: &str, case: &AgentCase) -> Result<(), S
         rig.services.store.record_event(&common::envelope(earlier, &correlation)).map_err(|e| e.to_string())?;
     }
     let event = common::envelope(&case.event, &correlation);
-    let (outcome, _) = runner::run(&rig.services, agent, &event).await.map_err(|e| format!("run failed: {e}"))?;
+    let runner::Ran { outcome, .. } =
+        runner::run(&rig.services, agent, &event).await.map_err(|e| format!("run failed: {e}"))?;
     if outcome.label() != case.expect.outcome {
         return Err(format!("outcome {outcome:?}, expected {}", case.expect.outcome));
     }
@@ -59,7 +60,8 @@ async fn check(rig: &common::Rig, agent: &str, case: &AgentCase) -> Result<(), S
 
     // The same event once more (a redelivery, a retry, a replay): no effect twice, and the
     // same completions (same ids) come out again.
-    let (again, _) = runner::run(&rig.services, agent, &event).await.map_err(|e| format!("second run failed: {e}"))?;
+    let runner::Ran { outcome: again, .. } =
+        runner::run(&rig.services, agent, &event).await.map_err(|e| format!("second run failed: {e}"))?;
     if again.label() != case.expect.outcome {
         return Err(format!("second run: outcome {again:?}"));
     }

@@ -53,7 +53,7 @@ async fn a_crash_between_the_refund_and_the_ack_still_refunds_once() {
     // (nothing after the run happens).
     let first = rig.bus.receive("agent-payments", receive_options()).await.unwrap().remove(0);
     let delivered = first.event().unwrap().to_delivery().unwrap().envelope;
-    assert!(matches!(runner::run(&rig.services, &payments, &delivered).await.unwrap().0, Outcome::Completed(_)));
+    assert!(matches!(runner::run(&rig.services, &payments, &delivered).await.unwrap().outcome, Outcome::Completed(_)));
     assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1);
     let turns_before = rig.services.store.spend(event.correlation_id().unwrap()).unwrap().turns;
 
@@ -84,7 +84,9 @@ async fn a_crash_between_the_refund_and_the_completion_still_refunds_once() {
     let rig = common::Rig::with_agents(agents.path()).await;
     let payments = rig.agent("payments");
     let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
-    let Outcome::Completed(first) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    let Outcome::Completed(first) = runner::run(&rig.services, payments, &event).await.unwrap().outcome else {
+        panic!()
+    };
     // As if the process had died after the refund, before the agent completed: no completion
     // recorded, none on the bus.
     let db = rusqlite::Connection::open(rig.path().join("agents.db")).unwrap();
@@ -92,7 +94,9 @@ async fn a_crash_between_the_refund_and_the_completion_still_refunds_once() {
     db.execute("DELETE FROM case_events WHERE event_id = ?1", [first[0].id()]).unwrap();
 
     // The model runs again, and asks for the refund again: only the ledger stands in between.
-    let Outcome::Completed(again) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    let Outcome::Completed(again) = runner::run(&rig.services, payments, &event).await.unwrap().outcome else {
+        panic!()
+    };
     assert_eq!(rig.services.backoffice.refunds("o-1003").unwrap().len(), 1, "refunded twice");
     let effects = rig.services.store.effects(event.correlation_id().unwrap()).unwrap();
     let refund = effects.iter().find(|e| e.tool == "payments.refund_charge").unwrap();
@@ -145,11 +149,15 @@ async fn a_redelivery_puts_its_recorded_completion_again_only_if_the_bus_never_g
         messages.iter().map(|m| m.event().unwrap().to_delivery().unwrap().envelope.id().to_owned()).collect::<Vec<_>>()
     };
     let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
-    let Outcome::Completed(first) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    let Outcome::Completed(first) = runner::run(&rig.services, payments, &event).await.unwrap().outcome else {
+        panic!()
+    };
     assert_eq!(watched().await, vec![first[0].id().to_owned()]);
 
     // Delivered again after its completion reached the bus: the ledger answers, nothing is put.
-    let Outcome::Completed(again) = runner::run(&rig.services, payments, &event).await.unwrap().0 else { panic!() };
+    let Outcome::Completed(again) = runner::run(&rig.services, payments, &event).await.unwrap().outcome else {
+        panic!()
+    };
     assert_eq!(again[0].id(), first[0].id(), "the recorded completion");
     assert!(watched().await.is_empty(), "put on the bus twice");
 
@@ -188,7 +196,7 @@ input = '''{"order_id": {{ event.data.order_id | tojson }}, "outcome": "refused"
     );
     let rig = common::Rig::with_agents(agents.path()).await;
     let event = triaged("o-1001", "c-1001", json!(["duplicate_charge"]));
-    let (outcome, _) = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
+    let runner::Ran { outcome, .. } = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
 
     assert!(rig.services.backoffice.refunds("o-1003").unwrap().is_empty(), "another customer's charge was refunded");
     assert!(rig.services.backoffice.refunds("o-1001").unwrap().is_empty());
@@ -229,7 +237,7 @@ input = '{"order_id": "o-1003", "outcome": "no_duplicate_found", "refunds": [], 
     );
     let rig = common::Rig::with_agents(agents.path()).await;
     let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
-    let (outcome, _) = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
+    let runner::Ran { outcome, .. } = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
     assert!(matches!(outcome, Outcome::Completed(ref p) if p.len() == 1), "{outcome:?}");
     let notes = rig.services.store.notes(event.correlation_id().unwrap()).unwrap();
     let invalid: Vec<_> = notes.iter().filter(|n| n.kind == NoteKind::InvalidCall).map(|n| n.detail.as_str()).collect();
@@ -369,7 +377,7 @@ async fn an_answer_that_stops_for_a_tool_but_calls_none_is_told_and_the_agent_go
     let inner = runtime::connect_model(&ModelSpec::Offline, &agents).await.unwrap();
     let rig = common::Rig::with_model(agents, Arc::new(EmptyToolTurn { inner, first: AtomicU32::new(0) })).await;
     let event = triaged("o-1003", "c-1003", json!(["duplicate_charge"]));
-    let (outcome, _) = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
+    let runner::Ran { outcome, .. } = runner::run(&rig.services, rig.agent("payments"), &event).await.unwrap();
     assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
     let notes = rig.services.store.notes(event.correlation_id().unwrap()).unwrap();
     assert!(

@@ -530,8 +530,7 @@ async fn bench(cases: usize, per_case: usize) -> Result<Vec<String>, String> {
     files.checkpoint(&data)?;
     println!("setup: total       {:>10}\n", secs(setup.elapsed()));
 
-    // Events in flight per agent: its model slots and one receive's worth (consumers/src/consumer.rs).
-    let slots = local.agents.iter().map(|a| a.manifest.concurrency + 10).sum();
+    let slots = local.agents.iter().map(|a| choreo_consumers::consumer::max_in_flight(a)).sum();
     let registry = Registry::standard();
     let looped = replay(&local, &files, "bench-loop", window, expected).await?;
     let after = files.counters()?;

@@ -75,6 +75,17 @@ pub trait Inboxes: Send + Sync {
     async fn receive(&self, inbox: &str, options: ReceiveOptions) -> Result<Vec<Message>, BusError>;
     /// Deletes a received message: it is never delivered again.
     async fn ack(&self, inbox: &str, receipt: &Receipt) -> Result<(), BusError>;
+    /// Deletes up to [`MAX_RECEIVE`] received messages at once (SQS's
+    /// `DeleteMessageBatch`): one answer per receipt, in order, each settled alone. The error
+    /// of the whole call is for the batch itself (empty, too large) or the bus failing.
+    async fn ack_batch(&self, inbox: &str, receipts: &[Receipt]) -> Result<Vec<Result<(), BusError>>, BusError> {
+        check_batch("ack", receipts.len())?;
+        let mut answers = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            answers.push(self.ack(inbox, receipt).await);
+        }
+        Ok(answers)
+    }
     /// Reports a failed attempt: the message is retried after a backoff, or dead-lettered.
     async fn nack(&self, inbox: &str, receipt: &Receipt, failure: Failure) -> Result<NackOutcome, BusError>;
     /// Keeps a received message hidden for `timeout` from now.

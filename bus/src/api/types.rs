@@ -238,6 +238,17 @@ impl Default for ReceiveOptions {
     }
 }
 
+/// Refuses a batch call with no entries or more than [`MAX_RECEIVE`], as SQS does.
+pub(crate) fn check_batch(call: &str, entries: usize) -> Result<(), BusError> {
+    if !(1..=MAX_RECEIVE as usize).contains(&entries) {
+        return Err(BusError::invalid(
+            "Entries",
+            format!("{call}: {entries} entries is out of range 1..={MAX_RECEIVE}"),
+        ));
+    }
+    Ok(())
+}
+
 impl ReceiveOptions {
     pub(crate) fn validate(&self) -> Result<(), BusError> {
         if !(1..=MAX_RECEIVE).contains(&self.max_messages) {

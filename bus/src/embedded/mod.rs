@@ -368,6 +368,16 @@ impl Inboxes for EmbeddedBus {
         self.call(true, move |ctx| inbox::ack(ctx, &name, &receipt)).await
     }
 
+    async fn ack_batch(&self, inbox: &str, receipts: &[Receipt]) -> Result<Vec<Result<(), BusError>>, BusError> {
+        crate::api::check_batch("ack", receipts.len())?;
+        let (name, receipts) = (inbox.to_owned(), receipts.to_vec());
+        // One call: each ack in a savepoint of its own, so that one stale receipt fails alone.
+        self.call(true, move |ctx| {
+            Ok(receipts.iter().map(|receipt| ctx.in_savepoint(|ctx| inbox::ack(ctx, &name, receipt))).collect())
+        })
+        .await
+    }
+
     async fn nack(&self, inbox: &str, receipt: &Receipt, failure: Failure) -> Result<NackOutcome, BusError> {
         let (name, receipt) = (inbox.to_owned(), receipt.clone());
         self.call(true, move |ctx| inbox::nack(ctx, &name, &receipt, failure)).await

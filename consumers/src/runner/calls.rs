@@ -273,7 +273,8 @@ impl Run<'_> {
             return Ok(None);
         }
         let (mut completed, mut escalated) = (Vec::new(), None);
-        for (tool, value) in recorded {
+        for (key, tool, value) in recorded {
+            self.answered.push(key);
             let envelope = Envelope::from_json_value(value).map_err(|e| {
                 RunError::permanent("LEDGER", format!("the ledger's `{tool}` for event {}: {e}", self.event.id()))
             })?;

@@ -55,6 +55,16 @@ impl Outcome {
     }
 }
 
+/// A run that did not fail: how it ended, the time it waited on the model, and the ledger keys
+/// that answered it in place of the model (each counts one suppression once the event is
+/// settled, see [`crate::store::Store::finish`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    pub outcome: Outcome,
+    pub model_time: Duration,
+    pub answered: Vec<String>,
+}
+
 /// Why a run failed: retried later, or dead-lettered with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -91,6 +101,8 @@ pub(crate) struct Run<'a> {
     pub published: Vec<Envelope>,
     pub escalated: Option<Option<Box<Envelope>>>,
     pub model_time: Duration,
+    /// The ledger keys of a finished run's completions that answered this one.
+    pub answered: Vec<String>,
     completions_made: std::collections::HashMap<String, u32>,
 }
 
@@ -114,7 +126,7 @@ impl<'a> Run<'a> {
 
 /// Runs `agent` on `event` to its end. The caller acknowledges the event on `Ok`, retries it
 /// on a retryable error and dead-letters it on a permanent one.
-pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result<(Outcome, Duration), RunError> {
+pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result<Ran, RunError> {
     let correlation_id = event.correlation_id().unwrap_or(event.id()).to_owned();
     let mut run = Run {
         services,
@@ -125,23 +137,28 @@ pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result
         published: Vec::new(),
         escalated: None,
         model_time: Duration::ZERO,
+        answered: Vec::new(),
         completions_made: Default::default(),
     };
     services.store.record_event(event)?;
     if let Some(outcome) = run.answered_by_ledger().await? {
-        return Ok((outcome, run.model_time));
+        return Ok(run.ran(outcome));
     }
     // Held until the run ends: `concurrency` bounds the agent's runs that call the model.
     let _slot = agent.model_slots.acquire().await.map_err(|e| RunError::retryable("AGENT_STOPPED", e.to_string()))?;
     if let Err(exhausted) = services.store.debit_hop(&run.correlation_id, &run.budget)? {
         let outcome = run.budget_exhausted(&exhausted.to_string()).await?;
-        return Ok((outcome, run.model_time));
+        return Ok(run.ran(outcome));
     }
     let outcome = run.converse().await?;
-    Ok((outcome, run.model_time))
+    Ok(run.ran(outcome))
 }
 
 impl Run<'_> {
+    fn ran(self, outcome: Outcome) -> Ran {
+        Ran { outcome, model_time: self.model_time, answered: self.answered }
+    }
+
     async fn converse(&mut self) -> Result<Outcome, RunError> {
         let tools = self.tool_specs();
         let request_base = ModelRequest {

@@ -186,10 +186,10 @@ impl Store {
     }
 
     /// The completions and escalations `agent` recorded while handling CloudEvent `event_id`,
-    /// oldest first, as `(tool, recorded event)`: a run that recorded one had finished (it is
-    /// an agent's last act), so a later delivery of the event is answered with them. Each
-    /// counts one suppression.
-    pub fn finished_run(&self, agent: &str, event_id: &str) -> Result<Vec<(String, Value)>, StoreError> {
+    /// oldest first, as `(key, tool, recorded event)`: a run that recorded one had finished (it
+    /// is an agent's last act), so a later delivery of the event is answered with them. Reads
+    /// only: [`Store::finish`] counts the suppressions once that delivery is settled.
+    pub fn finished_run(&self, agent: &str, event_id: &str) -> Result<Vec<(String, String, Value)>, StoreError> {
         let conn = self.reader();
         let rows: Vec<(String, String, Option<String>)> = conn
             .prepare_cached(
@@ -202,20 +202,13 @@ impl Store {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.err(e))?;
-        drop(conn);
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let conn = self.conn();
-        let mut answers = Vec::with_capacity(rows.len());
-        for (key, tool, result) in rows {
-            conn.prepare_cached("UPDATE effects SET suppressed = suppressed + 1 WHERE key = ?1")
-                .and_then(|mut s| s.execute([&key]))
-                .map_err(|e| self.err(e))?;
-            let result = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
-            answers.push((tool, result));
-        }
-        Ok(answers)
+        Ok(rows
+            .into_iter()
+            .map(|(key, tool, result)| {
+                let result = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
+                (key, tool, result)
+            })
+            .collect())
     }
 
     /// How `agent` ended its handling of CloudEvent `event_id`, if it did.

@@ -104,9 +104,6 @@ pub struct StoreError {
     pub retryable: bool,
 }
 
-/// How much of the file readers map into memory.
-const MMAP_BYTES: i64 = 256 << 20;
-
 /// Connections that only read: WAL lets them read beside the writer, so agents that look
 /// something up never queue behind a write.
 const READERS: usize = 4;
@@ -194,22 +191,46 @@ impl Store {
         stmt.exists((agent, event_id)).map_err(|e| self.err(e))
     }
 
-    /// Records that `agent` has handled `event_id`, and how.
-    pub fn mark_processed(
-        &self,
-        agent: &str,
-        event_id: &str,
-        correlation_id: &str,
-        outcome: &str,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO processed (agent, event_id, correlation_id, outcome, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| s.execute((agent, event_id, correlation_id, outcome, now_ms())))
-        .map_err(|e| self.err(e))?;
-        Ok(())
+    /// Records events `agent` has handled, in one transaction: each as processed (with how it
+    /// ended), and one suppression more on each ledger row that answered it in place of the
+    /// model (see [`Store::finished_run`]).
+    pub fn finish(&self, agent: &str, handled: &[Finished<'_>]) -> Result<(), StoreError> {
+        if handled.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut processed = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO processed (agent, event_id, correlation_id, outcome, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut answered = tx
+                .prepare_cached("UPDATE effects SET suppressed = suppressed + 1 WHERE key = ?1")
+                .map_err(|e| self.err(e))?;
+            let at = now_ms();
+            for h in handled {
+                processed.execute((agent, h.event_id, h.correlation_id, h.outcome, at)).map_err(|e| self.err(e))?;
+                for key in h.answered {
+                    answered.execute([key]).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
+}
+
+/// One event an agent has handled, for [`Store::finish`].
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    pub event_id: &'a str,
+    pub correlation_id: &'a str,
+    /// How the run ended (`completed`, `escalated`, `no_completion`).
+    pub outcome: &'a str,
+    /// The ledger keys that answered the run in place of the model.
+    pub answered: &'a [String],
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
@@ -218,9 +239,9 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     conn.set_prepared_statement_cache_capacity(32);
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "query_only", true)?;
-    // Pages read through a mapping, not a read call each: any write in between makes a
-    // reader's next transaction fetch its pages again.
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    // No memory mapping: with writes in between, SQLite unmaps the file at the start of a
+    // read (a TLB shootdown on every core) and faults its pages in again, which cost more
+    // than the read calls it saves.
     Ok(conn)
 }
 
@@ -248,7 +269,8 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             assert!(!store.is_processed("payments", "e1").unwrap());
-            store.mark_processed("payments", "e1", "c1", "completed").unwrap();
+            let handled = Finished { event_id: "e1", correlation_id: "c1", outcome: "completed", answered: &[] };
+            store.finish("payments", &[handled]).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert!(store.is_processed("payments", "e1").unwrap());
