@@ -375,6 +375,8 @@ struct Timed {
     engine: Duration,
     /// Until the inbox was drained and every event processed.
     end_to_end: Duration,
+    /// The process's CPU time over `end_to_end`.
+    cpu: Duration,
     /// The replay as the bus described it when COMPLETED.
     replay: Replay,
     tally: Tally,
@@ -401,7 +403,7 @@ async fn replay(
     };
     let planned = plan(bus, request).await.map_err(|e| format!("plan {name}: {e}"))?;
     let listener = Listener::start(&local.services.observer);
-    let began = Instant::now();
+    let (began, cpu_before) = (Instant::now(), process_cpu());
     start(bus, &planned).await.map_err(|e| format!("start {name}: {e}"))?;
     let (engine, described) = loop {
         let described = bus.describe_replay(name).await.map_err(|e| format!("describe {name}: {e}"))?;
@@ -416,8 +418,20 @@ async fn replay(
         tokio::time::sleep(POLL).await;
     };
     let end_to_end = drained(local.bus.as_ref(), files, &listener, expected, began).await?;
+    let cpu = process_cpu().saturating_sub(cpu_before);
     let tally = listener.finish().await;
-    Ok(Timed { engine, end_to_end, replay: described, tally })
+    Ok(Timed { engine, end_to_end, cpu, replay: described, tally })
+}
+
+/// The CPU time of this process so far, all threads, user and system (Linux's
+/// `/proc/self/stat`, in clock ticks of 10 ms): steadier than wall time on a shared machine.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start with the state.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: u64 = fields.get(11..13).map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -436,6 +450,12 @@ fn print_timed(label: &str, t: &Timed, events: u64, slots: usize) {
         secs(t.engine)
     );
     println!("{label}: end to end {:>10}  {end_to_end:>9.0} events/s through inbox and loop", secs(t.end_to_end));
+    println!(
+        "{label}: cpu        {:>10}  {:>9.3} ms per event, all threads ({:.2} cores busy on average)",
+        secs(t.cpu),
+        t.cpu.as_secs_f64() * 1000.0 / events as f64,
+        t.cpu.as_secs_f64() / t.end_to_end.as_secs_f64().max(f64::EPSILON)
+    );
     let t = &t.tally;
     let tools: Vec<String> = t.tools.iter().map(|((tool, outcome), n)| format!("{tool} {outcome} {n}")).collect();
     println!(

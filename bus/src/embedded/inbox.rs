@@ -217,6 +217,32 @@ fn held(ctx: &Ctx<'_>, inbox: &str, receipt: &Receipt) -> Result<Row, BusError> 
 
 pub(crate) fn ack(ctx: &mut Ctx<'_>, inbox: &str, receipt: &Receipt) -> Result<(), BusError> {
     let r = held(ctx, inbox, receipt)?;
+    delete(ctx, &r)
+}
+
+/// Acks each receipt that is still current; a stale one is refused alone. A receipt's refusal
+/// comes before any write, so no savepoint per ack is needed (each would copy the pages it
+/// changes once more); a storage fault fails the whole call.
+pub(crate) fn ack_batch(
+    ctx: &mut Ctx<'_>,
+    inbox: &str,
+    receipts: &[Receipt],
+) -> Result<Vec<Result<(), BusError>>, BusError> {
+    let mut answers = Vec::with_capacity(receipts.len());
+    for receipt in receipts {
+        match held(ctx, inbox, receipt) {
+            Ok(r) => {
+                delete(ctx, &r)?;
+                answers.push(Ok(()));
+            }
+            Err(e @ (BusError::InvalidReceipt { .. } | BusError::UnknownInbox(_))) => answers.push(Err(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(answers)
+}
+
+fn delete(ctx: &Ctx<'_>, r: &Row) -> Result<(), BusError> {
     ctx.tx
         .prepare_cached("DELETE FROM messages WHERE id = ?1")
         .and_then(|mut s| s.execute([r.id]))

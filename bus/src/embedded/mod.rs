@@ -371,11 +371,7 @@ impl Inboxes for EmbeddedBus {
     async fn ack_batch(&self, inbox: &str, receipts: &[Receipt]) -> Result<Vec<Result<(), BusError>>, BusError> {
         crate::api::check_batch("ack", receipts.len())?;
         let (name, receipts) = (inbox.to_owned(), receipts.to_vec());
-        // One call: each ack in a savepoint of its own, so that one stale receipt fails alone.
-        self.call(true, move |ctx| {
-            Ok(receipts.iter().map(|receipt| ctx.in_savepoint(|ctx| inbox::ack(ctx, &name, receipt))).collect())
-        })
-        .await
+        self.call(true, move |ctx| inbox::ack_batch(ctx, &name, &receipts)).await
     }
 
     async fn nack(&self, inbox: &str, receipt: &Receipt, failure: Failure) -> Result<NackOutcome, BusError> {

@@ -193,6 +193,9 @@ pub(crate) fn open(
         return Err(faults.fault(StorageFault::Io, format!("the file system refused WAL mode (got {mode})")));
     }
     conn.pragma_update(None, "synchronous", durability.pragma()).map_err(|e| faults.map(e))?;
+    // Each call runs in a savepoint, whose journal (a copy of each page the call changes) would
+    // spill to a temporary file past 64 KiB: in memory it never touches the disk.
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(|e| faults.map(e))?;
     // The checkpointer thread keeps the WAL short; the writer checkpoints itself only as a
     // backstop, so that a checkpoint seldom stalls a commit.
     conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(|e| faults.map(e))?;
