@@ -26,6 +26,31 @@ async fn an_acknowledged_message_never_comes_back() {
 }
 
 #[tokio::test]
+async fn a_batch_ack_settles_each_receipt_alone_and_refuses_bad_batches_whole() {
+    let t = open();
+    route(&t.bus, "payments", "SupportTriaged", policy(3, 3600)).await;
+    put(&t.bus, "SupportTriaged", [json!({}), json!({}), json!({})]).await;
+    let got = t.bus.receive("payments", opts(10, 30)).await.unwrap();
+    assert_eq!(got.len(), 3);
+    t.bus.ack("payments", &got[1].receipt).await.unwrap();
+    let receipts: Vec<_> = got.iter().map(|m| m.receipt.clone()).collect();
+    let answers = t.bus.ack_batch("payments", &receipts).await.unwrap();
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    let stale = answers[1].as_ref().unwrap_err();
+    assert!(stale.to_string().contains("no longer in the inbox"), "{stale}");
+    t.clock.advance(Duration::from_secs(3600));
+    assert!(t.bus.receive("payments", opts(10, 30)).await.unwrap().is_empty(), "all three are gone");
+    // Empty, more than SQS's ten, an unknown inbox: the whole call is refused.
+    let err = t.bus.ack_batch("payments", &[]).await.unwrap_err();
+    assert_eq!(err.to_string(), "invalid Entries: ack: 0 entries is out of range 1..=10");
+    let eleven = vec![receipts[0].clone(); 11];
+    let err = t.bus.ack_batch("payments", &eleven).await.unwrap_err();
+    assert_eq!(err.to_string(), "invalid Entries: ack: 11 entries is out of range 1..=10");
+    let err = t.bus.ack_batch("nobody", &receipts[..1]).await.unwrap_err();
+    assert_eq!(err, BusError::UnknownInbox("nobody".into()));
+}
+
+#[tokio::test]
 async fn an_unacknowledged_message_comes_back_after_its_visibility_timeout_under_a_new_receipt() {
     let t = open();
     route(&t.bus, "payments", "SupportTriaged", policy(3, 3600)).await;

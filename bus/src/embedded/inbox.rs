@@ -228,6 +228,7 @@ pub(crate) fn ack_batch(
     inbox: &str,
     receipts: &[Receipt],
 ) -> Result<Vec<Result<(), BusError>>, BusError> {
+    known(ctx, inbox)?;
     let mut answers = Vec::with_capacity(receipts.len());
     for receipt in receipts {
         match held(ctx, inbox, receipt) {
@@ -235,7 +236,7 @@ pub(crate) fn ack_batch(
                 delete(ctx, &r)?;
                 answers.push(Ok(()));
             }
-            Err(e @ (BusError::InvalidReceipt { .. } | BusError::UnknownInbox(_))) => answers.push(Err(e)),
+            Err(e @ BusError::InvalidReceipt { .. }) => answers.push(Err(e)),
             Err(e) => return Err(e),
         }
     }
