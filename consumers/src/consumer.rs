@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use choreo_bus::Inboxes;
-use choreo_bus::api::{Failure, Message, ReceiveOptions};
+use choreo_bus::api::{Failure, MAX_RECEIVE, Message, ReceiveOptions};
 use choreo_schemas::Envelope;
 use futures_util::future::join_all;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -21,8 +21,6 @@ use crate::store::{Finished, NoteKind};
 const VISIBILITY: Duration = Duration::from_secs(60);
 /// How long one receive waits for an event (long polling).
 const WAIT: Duration = Duration::from_secs(2);
-/// Most events one receive brings (SQS's limit).
-const MAX_RECEIVE: u32 = 10;
 
 /// Receives running at once per agent, like the pollers of Lambda's SQS event source: while
 /// one waits on the bus, the other's messages are being handled.
@@ -32,7 +30,7 @@ const POLLERS: usize = 2;
 struct Handled {
     message: Message,
     verdict: Verdict,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
 /// What becomes of a message once handled.
@@ -132,7 +130,7 @@ async fn poll(
             running.spawn(async move {
                 let verdict = judge(&handles.services, handles.inboxes.as_ref(), &handles.agent, &message).await;
                 // The settler ends only after every sender is gone: it is there.
-                let _ = settle.send(Handled { message, verdict, _slot: slot });
+                let _ = settle.send(Handled { message, verdict, slot });
             });
         }
         drop(permits);
@@ -150,8 +148,9 @@ async fn settler(
 ) {
     let mut batch = Vec::new();
     while handled.recv_many(&mut batch, SETTLE_MAX).await > 0 {
-        let verdicts = batch.drain(..).map(|h| (h.message, h.verdict)).collect();
+        let (verdicts, slots): (Vec<_>, Vec<_>) = batch.drain(..).map(|h| ((h.message, h.verdict), h.slot)).unzip();
         settle(&services, inboxes.as_ref(), &agent, verdicts).await;
+        drop(slots);
     }
 }
 

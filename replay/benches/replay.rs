@@ -550,7 +550,7 @@ async fn bench(cases: usize, per_case: usize) -> Result<Vec<String>, String> {
     files.checkpoint(&data)?;
     println!("setup: total       {:>10}\n", secs(setup.elapsed()));
 
-    let slots = local.agents.iter().map(|a| choreo_consumers::consumer::max_in_flight(a)).sum();
+    let slots = local.agents.iter().map(choreo_consumers::consumer::max_in_flight).sum();
     let registry = Registry::standard();
     let looped = replay(&local, &files, "bench-loop", window, expected).await?;
     let after = files.counters()?;
