@@ -31,20 +31,22 @@ use choreo_backoffice::DataSet;
 use choreo_bus::api::{InboxSummary, Replay, ReplayState};
 use choreo_bus::publisher::Publisher;
 use choreo_bus::{Bus, EmbeddedBus, Inboxes};
-use choreo_consumers::local::{ARCHIVE, BACKOFFICE_FILE, Local, Options, default_agents_dir};
+use choreo_consumers::local::{ARCHIVE, Local, Options, default_agents_dir};
 use choreo_consumers::observe::{Observer, StepKind, ToolOutcome};
 use choreo_consumers::runner::ESCALATE_TOOL;
-use choreo_consumers::store::STORE_FILE;
 use choreo_consumers::tools::Registry;
 use choreo_replay::{ReplayRequest, plan, start};
 use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{IssueKind, SupportTriaged};
 use choreo_schemas::envelope::{AuthType, Budget, EnvelopeBuilder};
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Connection;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+
+#[path = "replay/files.rs"]
+mod files;
+use files::Files;
 
 /// The allocator `choreo serve` uses (see choreo/src/main.rs), so the figures are its figures.
 #[global_allocator]
@@ -103,72 +105,6 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The counters the proof compares before and after a replay, read from the databases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counters {
-    refunds: i64,
-    ledger_rows: i64,
-    started_rows: i64,
-    suppressed: i64,
-    /// Model turns and agent runs, summed over the cases (the budget's accounting).
-    turns: i64,
-    hops: i64,
-}
-
-/// Read-only (and one delete) access to the data directory's SQLite files, beside the runtime.
-struct Files {
-    agents: Connection,
-    backoffice: Connection,
-}
-
-impl Files {
-    fn open(data: &Path) -> Result<Self, String> {
-        let open = |file: &str| {
-            let conn = Connection::open(data.join(file)).map_err(|e| format!("open {file}: {e}"))?;
-            conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
-            Ok::<_, String>(conn)
-        };
-        Ok(Self { agents: open(STORE_FILE)?, backoffice: open(BACKOFFICE_FILE)? })
-    }
-
-    fn one(conn: &Connection, sql: &str) -> Result<i64, String> {
-        conn.query_row(sql, [], |r| r.get(0)).map_err(|e| format!("{sql}: {e}"))
-    }
-
-    fn processed(&self) -> Result<i64, String> {
-        Self::one(&self.agents, "SELECT count(*) FROM processed WHERE agent = 'payments'")
-    }
-
-    /// Checkpoints the agents' store and the bus (`bus.db`): PASSIVE copies all it can.
-    fn checkpoint(&self, data: &Path) -> Result<(), String> {
-        let bus = Connection::open(data.join("bus.db")).map_err(|e| format!("open bus.db: {e}"))?;
-        for conn in [&self.agents, &bus] {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(|e| format!("checkpoint: {e}"))?;
-        }
-        Ok(())
-    }
-
-    fn forget_processed(&self) -> Result<usize, String> {
-        self.agents.execute("DELETE FROM processed WHERE agent = ?1", [AGENT]).map_err(|e| e.to_string())
-    }
-
-    fn counters(&self) -> Result<Counters, String> {
-        Ok(Counters {
-            refunds: Self::one(&self.backoffice, "SELECT count(*) FROM refunds")?,
-            ledger_rows: Self::one(&self.agents, "SELECT count(*) FROM effects")?,
-            started_rows: Self::one(&self.agents, "SELECT count(*) FROM effects WHERE state <> 'done'")?,
-            suppressed: Self::one(&self.agents, "SELECT coalesce(sum(suppressed), 0) FROM effects")?,
-            turns: Self::one(&self.agents, "SELECT coalesce(sum(turns), 0) FROM case_spend")?,
-            hops: Self::one(&self.agents, "SELECT coalesce(sum(hops), 0) FROM case_spend")?,
-        })
-    }
-
-    fn outcomes(&self) -> rusqlite::Result<BTreeMap<String, i64>> {
-        let sql = "SELECT outcome, count(*) FROM processed WHERE agent = 'payments' GROUP BY outcome";
-        self.agents.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-    }
 }
 
 /// What the runtime's observer reported during a phase.
