@@ -3,6 +3,7 @@
 //! letter with the reason). A panic fails that event, never the process.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use choreo_bus::Inboxes;
@@ -22,9 +23,15 @@ const VISIBILITY: Duration = Duration::from_secs(60);
 /// How long one receive waits for an event (long polling).
 const WAIT: Duration = Duration::from_secs(2);
 
-/// Receives running at once per agent, like the pollers of Lambda's SQS event source: while
-/// one waits on the bus, the other's messages are being handled.
-const POLLERS: usize = 2;
+/// Receives running at once per agent, like the pollers of Lambda's SQS event source: at least
+/// [`MIN_POLLERS`] (while one waits on the bus, the other's messages are handled); one more each
+/// time a receive comes back full, up to [`MAX_POLLERS`]; one fewer each time one comes back
+/// empty. A backlog is drained by many receives at once; a quiet inbox costs two long polls.
+const MIN_POLLERS: usize = 2;
+const MAX_POLLERS: usize = 8;
+/// Full receives per poller that may be in flight past the model slots: handled, or waiting to
+/// be settled, while the next ones are received.
+const RECEIVES_AHEAD: usize = 4;
 
 /// A handled message on its way to be settled, with the slot it holds until then.
 struct Handled {
@@ -70,23 +77,42 @@ pub async fn consume(
     let slots = Arc::new(Semaphore::new(max_in_flight(&agent)));
     let (settle_tx, settle_rx) = mpsc::unbounded_channel();
     let settler = tokio::spawn(settler(services.clone(), inboxes.clone(), agent.clone(), settle_rx));
+    let (grow_tx, mut grow_rx) = mpsc::unbounded_channel();
+    let poller = Poller {
+        handles: Handles { services, inboxes, agent },
+        slots,
+        settle: settle_tx,
+        grow: grow_tx,
+        active: Arc::new(AtomicUsize::new(0)),
+        shutdown,
+    };
     let mut pollers = JoinSet::new();
-    for _ in 0..POLLERS {
-        let handles = Handles { services: services.clone(), inboxes: inboxes.clone(), agent: agent.clone() };
-        pollers.spawn(poll(handles, slots.clone(), settle_tx.clone(), shutdown.clone()));
+    for _ in 0..MIN_POLLERS {
+        poller.active.fetch_add(1, Ordering::AcqRel);
+        pollers.spawn(poll(poller.clone()));
     }
-    drop(settle_tx);
-    while pollers.join_next().await.is_some() {}
+    loop {
+        tokio::select! {
+            Some(()) = grow_rx.recv() => {
+                // Counted when asked for (`Poller::grow`), so that full receives at once never
+                // start more than `MAX_POLLERS`.
+                pollers.spawn(poll(poller.clone()));
+            }
+            joined = pollers.join_next() => if joined.is_none() { break },
+        }
+    }
+    drop(poller);
     // Every handler has sent its verdict (the pollers wait for theirs): the settler ends
     // once it has settled them.
     let _ = settler.await;
 }
 
 /// Events of `agent` in flight at most, from their receipt until they are settled: its model
-/// slots (taken by the runs that call the model) and a full receive's worth more per poller,
-/// so that events answered without the model pass the runs that wait for one.
+/// slots (taken by the runs that call the model), and [`RECEIVES_AHEAD`] full receives for each
+/// poller there may be, so that events answered without the model (duplicates, runs answered
+/// from the ledger) pass the runs that wait for a slot, and the bus is never waited on.
 pub fn max_in_flight(agent: &Agent) -> usize {
-    agent.manifest.concurrency + POLLERS * MAX_RECEIVE as usize
+    agent.manifest.concurrency + MAX_POLLERS * RECEIVES_AHEAD * MAX_RECEIVE as usize
 }
 
 #[derive(Clone)]
@@ -96,14 +122,38 @@ struct Handles {
     agent: Arc<Agent>,
 }
 
-/// One receive loop: it receives only when it can take a full receive, so that each trip to
-/// the bus brings as many events as it may (one at a time would make the bus the limit).
-async fn poll(
+/// What each poller of an agent holds.
+#[derive(Clone)]
+struct Poller {
     handles: Handles,
     slots: Arc<Semaphore>,
     settle: mpsc::UnboundedSender<Handled>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    /// Asks [`consume`] for one more poller.
+    grow: mpsc::UnboundedSender<()>,
+    /// Pollers running, and those asked for.
+    active: Arc<AtomicUsize>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Poller {
+    /// After a full receive: one more poller, unless there are [`MAX_POLLERS`].
+    fn grow(&self) {
+        let more = self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_POLLERS).then_some(n + 1));
+        if more.is_ok() && self.grow.send(()).is_err() {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// After an empty receive: whether this poller ends, leaving at least [`MIN_POLLERS`].
+    fn shrink(&self) -> bool {
+        self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_POLLERS).then_some(n - 1)).is_ok()
+    }
+}
+
+/// One receive loop: it receives only when it can take a full receive, so that each trip to
+/// the bus brings as many events as it may (one at a time would make the bus the limit).
+async fn poll(poller: Poller) {
+    let Poller { handles, slots, settle, mut shutdown, .. } = poller.clone();
     let mut running = JoinSet::new();
     let inbox = handles.agent.inbox();
     while !*shutdown.borrow() {
@@ -123,6 +173,7 @@ async fn poll(
                 continue;
             }
         };
+        let received = messages.len();
         for message in messages {
             // One slot per event, held until it is settled; the unused ones go back below.
             let Some(slot) = permits.split(1) else { break };
@@ -135,6 +186,11 @@ async fn poll(
         }
         drop(permits);
         while running.try_join_next().is_some() {}
+        if received == MAX_RECEIVE as usize {
+            poller.grow();
+        } else if received == 0 && poller.shrink() {
+            break;
+        }
     }
     while running.join_next().await.is_some() {}
 }
