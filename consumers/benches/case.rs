@@ -90,7 +90,7 @@ async fn receive_ends(bus: Arc<EmbeddedBus>, expected: usize, deadline: Instant)
             let delivery = message
                 .event()
                 .map_err(|e| e.to_string())
-                .and_then(|d| d.to_delivery().map_err(|e| e.to_string()))
+                .and_then(|d| d.into_delivery().map_err(|e| e.to_string()))
                 .expect("a case end in EventBridge's shape");
             let envelope = delivery.envelope;
             let case = envelope.correlation_id().unwrap_or(envelope.id()).to_owned();

@@ -276,7 +276,7 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
     let (envelope, replay_name) = match message
         .event()
         .map_err(|e| e.to_string())
-        .and_then(|d| d.to_delivery().map(|d| (d.envelope, d.meta.replay_name)).map_err(|e| e.to_string()))
+        .and_then(|d| d.into_delivery().map(|d| (d.envelope, d.meta.replay_name)).map_err(|e| e.to_string()))
     {
         Ok(delivered) => delivered,
         Err(reason) => {

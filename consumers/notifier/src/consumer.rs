@@ -172,7 +172,7 @@ impl Batch {
 /// The CloudEvent of a delivered EventBridge event, or why there is none.
 fn read(message: &Message) -> Result<Envelope, String> {
     let delivered = message.event().map_err(|e| format!("not an EventBridge event: {e}"))?;
-    delivered.to_delivery().map(|d| d.envelope).map_err(|e| e.to_string())
+    delivered.into_delivery().map(|d| d.envelope).map_err(|e| e.to_string())
 }
 
 async fn settle_one(inboxes: &dyn Inboxes, message: Message, outcome: Outcome) {

@@ -149,9 +149,7 @@ impl Envelope {
             return Err(EnvelopeError::NotAnObject { found: parse::kind_of(&value) });
         };
         parse::check_structured(&map)?;
-        let event: Event = serde_json::from_value(Value::Object(map))
-            .map_err(|e| EnvelopeError::Rejected { reason: e.to_string() })?;
-        Self::try_from(event)
+        Self::try_from(parse::event_of(map)?)
     }
 
     /// The structured-mode JSON of the event.

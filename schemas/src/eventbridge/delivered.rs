@@ -12,12 +12,54 @@ use crate::envelope::Envelope;
 /// A delivered EventBridge event. `aws_lambda_events` has no `replay-name`, which replays
 /// depend on, so it is kept beside the Lambda type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Wire")]
 pub struct DeliveredEvent {
     #[serde(flatten)]
     pub event: EventBridgeEvent<Value>,
     /// The replay that re-sent this event; absent on a first delivery.
     #[serde(rename = "replay-name", default, skip_serializing_if = "Option::is_none")]
     pub replay_name: Option<String>,
+}
+
+/// A delivered event as read: the fields of [`EventBridgeEvent`] and `replay-name` side by
+/// side. Read through `flatten`, every event would be buffered whole, its detail included,
+/// before its fields were read.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Wire {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    detail_type: String,
+    source: String,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    resources: Option<Vec<String>>,
+    detail: Value,
+    #[serde(default)]
+    replay_name: Option<String>,
+}
+
+impl From<Wire> for DeliveredEvent {
+    fn from(w: Wire) -> Self {
+        let mut event = EventBridgeEvent::<Value>::default();
+        event.version = w.version;
+        event.id = w.id;
+        event.detail_type = w.detail_type;
+        event.source = w.source;
+        event.account = w.account;
+        event.time = w.time;
+        event.region = w.region;
+        event.resources = w.resources;
+        event.detail = w.detail;
+        Self { event, replay_name: w.replay_name }
+    }
 }
 
 /// What EventBridge adds when it delivers an event.
@@ -90,20 +132,26 @@ impl DeliveredEvent {
     /// event; any other `detail` becomes the data of a CloudEvent made from the EventBridge
     /// envelope (id, source, detail-type, time), as AWS's input transformer recipe does.
     pub fn to_delivery(&self) -> Result<Delivery, EventBridgeError> {
-        let event = &self.event;
+        self.clone().into_delivery()
+    }
+
+    /// [`Self::to_delivery`], moving the detail into the envelope rather than copying it.
+    pub fn into_delivery(self) -> Result<Delivery, EventBridgeError> {
+        let event = self.event;
         let meta = DeliveryMeta {
-            id: event.id.clone().ok_or(EventBridgeError::MissingField { field: "id" })?,
-            account: event.account.clone().ok_or(EventBridgeError::MissingField { field: "account" })?,
-            region: event.region.clone().ok_or(EventBridgeError::MissingField { field: "region" })?,
-            replay_name: self.replay_name.clone(),
+            id: event.id.ok_or(EventBridgeError::MissingField { field: "id" })?,
+            account: event.account.ok_or(EventBridgeError::MissingField { field: "account" })?,
+            region: event.region.ok_or(EventBridgeError::MissingField { field: "region" })?,
+            replay_name: self.replay_name,
         };
-        let Value::Object(detail) = &event.detail else {
-            return Err(EventBridgeError::DetailNotObject { found: event.detail.clone() });
+        let detail = match event.detail {
+            Value::Object(detail) => detail,
+            other => return Err(EventBridgeError::DetailNotObject { found: other }),
         };
-        let envelope = if is_cloud_event(detail) {
-            envelope_from_detail(detail.clone(), &event.source, &event.detail_type)?
+        let envelope = if is_cloud_event(&detail) {
+            envelope_from_detail(detail, &event.source, &event.detail_type)?
         } else {
-            Envelope::from_foreign(&meta.id, &event.source, &event.detail_type, event.time, event.detail.clone())?
+            Envelope::from_foreign(&meta.id, &event.source, &event.detail_type, event.time, Value::Object(detail))?
         };
         Ok(Delivery { envelope, meta })
     }
