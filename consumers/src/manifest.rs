@@ -42,8 +42,8 @@ pub struct Manifest {
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
     /// Runs that call the model at once. Events answered without the model (duplicates,
-    /// finished runs answered from the ledger) take no slot; up to `concurrency` + 20 events
-    /// are in flight.
+    /// finished runs answered from the ledger) take no slot; up to `concurrency` + 320 events
+    /// are in flight (see `consumer::max_in_flight`).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Retries of the agent's rule target before its dead letters.
