@@ -138,7 +138,8 @@ struct Poller {
 impl Poller {
     /// After a full receive: one more poller, unless there are [`MAX_POLLERS`].
     fn grow(&self) {
-        let more = self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_POLLERS).then_some(n + 1));
+        let more =
+            self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_POLLERS).then_some(n + 1));
         if more.is_ok() && self.grow.send(()).is_err() {
             self.active.fetch_sub(1, Ordering::AcqRel);
         }

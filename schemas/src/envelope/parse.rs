@@ -120,7 +120,13 @@ pub(super) fn event_of(mut map: Map<String, Value>) -> Result<Event, EnvelopeErr
             Value::String(s) => ExtensionValue::String(s),
             Value::Bool(b) => ExtensionValue::Boolean(b),
             Value::Number(n) if n.is_i64() => ExtensionValue::Integer(n.as_i64().unwrap_or_default()),
-            other => return Err(EnvelopeError::invalid(&name, other, "an extension must be a string, a boolean or a 64-bit integer")),
+            other => {
+                return Err(EnvelopeError::invalid(
+                    &name,
+                    other,
+                    "an extension must be a string, a boolean or a 64-bit integer",
+                ));
+            }
         };
         event.set_extension(&name, value);
     }
