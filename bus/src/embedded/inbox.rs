@@ -64,8 +64,8 @@ fn policy(row: &Row) -> Result<Option<StoredPolicy>, BusError> {
         .map_err(|e| BusError::Internal(format!("message {} has an unreadable retry policy: {e}", row.id)))
 }
 
-/// Receives up to `max_messages` visible messages; also answers when the next hidden one
-/// becomes visible, so a long poll knows when to look again.
+/// Receives up to `max_messages` visible messages; when there are none, also answers when the
+/// next hidden one becomes visible, so a long poll knows when to look again.
 pub(crate) fn receive(
     ctx: &mut Ctx<'_>,
     inbox: &str,
@@ -107,6 +107,10 @@ pub(crate) fn receive(
         if !fresh {
             break;
         }
+    }
+    if !out.is_empty() {
+        // Only a receive that found nothing waits for the next message to become visible.
+        return Ok((out, None));
     }
     let next: Option<i64> = ctx
         .tx

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Run, RunError, data_of, publish};
 use crate::manifest::Agent;
 use crate::observe::{StepKind, ToolOutcome};
-use crate::store::{Claim, ClaimMeta, NoteKind, effect_key};
+use crate::store::{Answer, Claim, ClaimMeta, NoteKind, effect_key};
 use crate::tools::{ToolContext, ToolError};
 
 /// The tool every agent has to hand a case to a human.
@@ -267,18 +267,21 @@ impl Run<'_> {
     /// the ledger; only the acknowledgement was lost): answered from the ledger, the model not
     /// asked again. Asked again, a model may answer otherwise, and its calls would then act
     /// under new keys; answered from the ledger, a finished run's effects stay what they were.
-    pub(super) async fn answered_by_ledger(&mut self) -> Result<Option<super::Outcome>, RunError> {
-        let recorded = self.services.store.finished_run(self.agent.name(), self.event.id())?;
-        if recorded.is_empty() {
+    pub(super) async fn answered_by_ledger(
+        &mut self,
+        answers: Vec<Answer>,
+    ) -> Result<Option<super::Outcome>, RunError> {
+        if answers.is_empty() {
             return Ok(None);
         }
         let (mut completed, mut escalated) = (Vec::new(), None);
-        for (key, tool, value) in recorded {
+        for Answer { key, tool, recorded, in_case } in answers {
             self.answered.push(key);
-            let envelope = Envelope::from_json_value(value).map_err(|e| {
+            let envelope = Envelope::from_json_value(recorded).map_err(|e| {
                 RunError::permanent("LEDGER", format!("the ledger's `{tool}` for event {}: {e}", self.event.id()))
             })?;
-            if self.unpublished_answer(&envelope)? {
+            // Its case's record, read with the ledger's, says whether it reached the bus.
+            if envelope.causation_id() == Some(self.event.id()) && !in_case {
                 self.publish(&envelope).await?;
             }
             let result = json!({ "already_published": envelope.id(), "type": envelope.event_type() });

@@ -140,8 +140,11 @@ pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result
         answered: Vec::new(),
         completions_made: Default::default(),
     };
-    services.store.record_event(event)?;
-    if let Some(outcome) = run.answered_by_ledger().await? {
+    let prior = services.store.prior_run(agent.name(), event)?;
+    if !prior.in_case {
+        services.store.add_event(event)?;
+    }
+    if let Some(outcome) = run.answered_by_ledger(prior.answers).await? {
         return Ok(run.ran(outcome));
     }
     // Held until the run ends: `concurrency` bounds the agent's runs that call the model.

@@ -100,6 +100,12 @@ impl Store {
         if self.has_event(correlation, envelope.id())? {
             return Ok(());
         }
+        self.add_event(envelope)
+    }
+
+    /// [`Store::record_event`] for an event the caller looked up already.
+    pub(crate) fn add_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
+        let correlation = envelope.correlation_id().unwrap_or(envelope.id());
         let data = envelope.data().cloned().unwrap_or(Value::Null).to_string();
         let time = envelope.time().map(|t| t.to_rfc3339());
         self.conn()
@@ -124,11 +130,7 @@ impl Store {
 
     /// Whether the case holds the event `event_id`.
     pub fn has_event(&self, correlation_id: &str, event_id: &str) -> Result<bool, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached("SELECT 1 FROM case_events WHERE correlation_id = ?1 AND event_id = ?2")
-            .map_err(|e| self.err(e))?;
-        stmt.exists((correlation_id, event_id)).map_err(|e| self.err(e))
+        has_event(&self.reader(), correlation_id, event_id).map_err(|e| self.err(e))
     }
 
     /// The events of a case, in the order the runtime recorded them.
@@ -272,6 +274,12 @@ impl Store {
         let limit = if spent.tokens >= budget.tokens { "tokens" } else { what };
         Ok(Err(Exhausted { limit, spent, budget: *budget }))
     }
+}
+
+/// Whether the case `correlation_id` holds the event `event_id`.
+pub(super) fn has_event(conn: &rusqlite::Connection, correlation_id: &str, event_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM case_events WHERE correlation_id = ?1 AND event_id = ?2")?
+        .exists((correlation_id, event_id))
 }
 
 #[cfg(test)]

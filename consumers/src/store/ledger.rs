@@ -6,6 +6,9 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::Value;
 
+use choreo_schemas::Envelope;
+
+use super::cases::has_event;
 use super::{Store, StoreError, now_ms};
 
 /// What the ledger says about a key when a call wants to act under it.
@@ -40,6 +43,26 @@ pub struct EffectRecord {
     pub result: Option<Value>,
     /// How many later calls got the recorded result instead of acting.
     pub suppressed: u32,
+}
+
+/// What an earlier delivery of an event left (see [`Store::prior_run`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorRun {
+    /// Whether the event's case holds the event.
+    pub in_case: bool,
+    /// The completions and escalations that delivery recorded, oldest first.
+    pub answers: Vec<Answer>,
+}
+
+/// A completion or escalation recorded by a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub key: String,
+    pub tool: String,
+    /// The event recorded (`null` if the record cannot be read).
+    pub recorded: Value,
+    /// Whether its case holds it: it was accepted by the bus.
+    pub in_case: bool,
 }
 
 /// Who is claiming a key, for the record.
@@ -185,30 +208,40 @@ impl Store {
         self.read_effects("agent = ?1 AND event_id = ?2", (agent, event_id))
     }
 
-    /// The completions and escalations `agent` recorded while handling CloudEvent `event_id`,
-    /// oldest first, as `(key, tool, recorded event)`: a run that recorded one had finished (it
-    /// is an agent's last act), so a later delivery of the event is answered with them. Reads
-    /// only: [`Store::finish`] counts the suppressions once that delivery is settled.
-    pub fn finished_run(&self, agent: &str, event_id: &str) -> Result<Vec<(String, String, Value)>, StoreError> {
-        let conn = self.reader();
-        let rows: Vec<(String, String, Option<String>)> = conn
+    /// What an earlier delivery of `event` to `agent` left, read in one transaction: whether
+    /// the event's case holds it, and the completions and escalations that delivery recorded,
+    /// oldest first. A run that recorded one had finished (it is an agent's last act), so the
+    /// event is answered with them. Reads only: [`Store::finish`] counts the suppressions once
+    /// the delivery is settled.
+    pub fn prior_run(&self, agent: &str, event: &Envelope) -> Result<PriorRun, StoreError> {
+        let mut conn = self.reader();
+        // One read transaction: one look at the WAL for all the reads below.
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let in_case =
+            has_event(&tx, event.correlation_id().unwrap_or(event.id()), event.id()).map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String, Option<String>)> = tx
             .prepare_cached(
                 "SELECT key, tool, result FROM effects
                  WHERE event_id = ?2 AND agent = ?1 AND state = 'done' AND (tool GLOB 'complete.*' OR tool = ?3)
                  ORDER BY started_at, rowid",
             )
             .and_then(|mut s| {
-                s.query_map((agent, event_id, crate::runner::ESCALATE_TOOL), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .and_then(|rows| rows.collect())
+                s.query_map((agent, event.id(), crate::runner::ESCALATE_TOOL), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, tool, result)| {
-                let result = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
-                (key, tool, result)
-            })
-            .collect())
+        let mut answers = Vec::with_capacity(rows.len());
+        for (key, tool, result) in rows {
+            let recorded = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
+            let in_case = match (recorded["id"].as_str(), recorded["correlationid"].as_str()) {
+                (Some(id), case) => has_event(&tx, case.unwrap_or(id), id).map_err(|e| self.err(e))?,
+                (None, _) => false,
+            };
+            answers.push(Answer { key, tool, recorded, in_case });
+        }
+        Ok(PriorRun { in_case, answers })
     }
 
     /// How `agent` ended its handling of CloudEvent `event_id`, if it did.

@@ -14,7 +14,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
-pub use ledger::{Claim, ClaimMeta, EffectRecord, EffectState, canonical, effect_key};
+pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};
 pub(crate) use steps::StepInsert;
 
 /// The file name of the store in a data directory.
@@ -193,7 +193,7 @@ impl Store {
 
     /// Records events `agent` has handled, in one transaction: each as processed (with how it
     /// ended), and one suppression more on each ledger row that answered it in place of the
-    /// model (see [`Store::finished_run`]).
+    /// model (see [`Store::prior_run`]).
     pub fn finish(&self, agent: &str, handled: &[Finished<'_>]) -> Result<(), StoreError> {
         if handled.is_empty() {
             return Ok(());
