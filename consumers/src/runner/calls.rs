@@ -280,8 +280,8 @@ impl Run<'_> {
             let envelope = Envelope::from_json_value(recorded).map_err(|e| {
                 RunError::permanent("LEDGER", format!("the ledger's `{tool}` for event {}: {e}", self.event.id()))
             })?;
-            // Its case's record, read with the ledger's, says whether it reached the bus.
-            if envelope.causation_id() == Some(self.event.id()) && !in_case {
+            // `unpublished_answer`, with the case's record read along with the ledger's.
+            if self.answers_this_event(&envelope) && !in_case {
                 self.publish(&envelope).await?;
             }
             let result = json!({ "already_published": envelope.id(), "type": envelope.event_type() });
@@ -310,11 +310,17 @@ impl Run<'_> {
     /// is put again then (same id: consumers dedupe). One the case store holds was accepted
     /// already (it is recorded after the bus accepted it), so a replay puts nothing twice.
     fn unpublished_answer(&self, envelope: &Envelope) -> Result<bool, RunError> {
-        if envelope.causation_id() != Some(self.event.id()) {
+        if !self.answers_this_event(envelope) {
             return Ok(false);
         }
         let case = envelope.correlation_id().unwrap_or(envelope.id());
         Ok(!self.services.store.has_event(case, envelope.id())?)
+    }
+
+    /// Whether `envelope` was caused by this run's event (only such an answer is ever put
+    /// again; one caused by another event was that event's to put).
+    fn answers_this_event(&self, envelope: &Envelope) -> bool {
+        envelope.causation_id() == Some(self.event.id())
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), RunError> {
