@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::manifest::Agent;
 use crate::observe::{PublishedTrace, StepContext, StepKind};
 use crate::runner::{self, RunError, Services};
-use crate::store::{Finished, NoteKind};
+use crate::store::{Finished, NoteKind, PriorRun};
 
 /// How long a received event stays hidden while the agent works; extended while it runs.
 const VISIBILITY: Duration = Duration::from_secs(60);
@@ -197,6 +197,11 @@ async fn poll(poller: Poller) {
 }
 
 /// Settles what the handlers decided, all that waits at once, until every handler is gone.
+/// The runs are recorded here, one batch after the other (one transaction each); their
+/// acknowledgements go on in tasks of their own, so that the next batch is recorded while the
+/// bus commits the last one's: the bus's latency bounds no batch's throughput. Under load (the
+/// last batch held a full receive or more), a batch waits up to [`SETTLE_LINGER`] to fill:
+/// fewer, larger transactions, each writing the store's pages once for many events.
 async fn settler(
     services: Arc<Services>,
     inboxes: Arc<dyn Inboxes>,
@@ -204,15 +209,37 @@ async fn settler(
     mut handled: mpsc::UnboundedReceiver<Handled>,
 ) {
     let mut batch = Vec::new();
+    let mut delivering = JoinSet::new();
+    let mut loaded = false;
     while handled.recv_many(&mut batch, SETTLE_MAX).await > 0 {
+        if loaded {
+            let deadline = tokio::time::Instant::now() + SETTLE_LINGER;
+            while batch.len() < SETTLE_MAX {
+                let room = SETTLE_MAX - batch.len();
+                tokio::select! {
+                    n = handled.recv_many(&mut batch, room) => if n == 0 { break },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        loaded = batch.len() >= MAX_RECEIVE as usize;
         let (verdicts, slots): (Vec<_>, Vec<_>) = batch.drain(..).map(|h| ((h.message, h.verdict), h.slot)).unzip();
-        settle(&services, inboxes.as_ref(), &agent, verdicts).await;
-        drop(slots);
+        let settled = record(&services, &agent, verdicts);
+        let (services, inboxes, agent) = (services.clone(), inboxes.clone(), agent.clone());
+        delivering.spawn(async move {
+            deliver(&services, inboxes.as_ref(), &agent, settled).await;
+            // The slots go back once the bus has the answers: that bounds what is in flight.
+            drop(slots);
+        });
+        while delivering.try_join_next().is_some() {}
     }
+    while delivering.join_next().await.is_some() {}
 }
 
 /// Most messages settled together.
 const SETTLE_MAX: usize = 256;
+/// How long a batch waits to fill under load.
+const SETTLE_LINGER: Duration = Duration::from_millis(5);
 
 /// Handles one message to its end: it is always acked or nacked (or, if this process dies,
 /// redelivered after its visibility timeout).
@@ -224,7 +251,20 @@ pub async fn handle(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc
 /// Records the runs that ended (one transaction), reports them done, then acknowledges in
 /// batches and reports the failures to the bus. A run that cannot be recorded is retried.
 async fn settle(services: &Services, inboxes: &dyn Inboxes, agent: &Agent, batch: Vec<(Message, Verdict)>) {
-    let inbox = agent.inbox();
+    let settled = record(services, agent, batch);
+    deliver(services, inboxes, agent, settled).await;
+}
+
+/// What the bus is to be told of a batch: the messages to acknowledge, and the failures
+/// (with the step each reports once the bus has it).
+struct Settled {
+    acks: Vec<Message>,
+    nacks: Vec<(Message, Failure, Option<Report>)>,
+}
+
+/// Records the runs of `batch` that ended, in one transaction of the store, and reports them
+/// done; a run that cannot be recorded is to be retried.
+fn record(services: &Services, agent: &Agent, batch: Vec<(Message, Verdict)>) -> Settled {
     let finished: Vec<Finished<'_>> = batch
         .iter()
         .filter_map(|(_, verdict)| match verdict {
@@ -239,22 +279,28 @@ async fn settle(services: &Services, inboxes: &dyn Inboxes, agent: &Agent, batch
         .collect();
     let recorded = services.store.finish(agent.name(), &finished).map_err(|e| e.to_string());
     drop(finished);
-    let (mut acks, mut nacks) = (Vec::new(), Vec::new());
+    let mut settled = Settled { acks: Vec::with_capacity(batch.len()), nacks: Vec::new() };
     for (message, verdict) in batch {
         match verdict {
-            Verdict::Ack(None) => acks.push(message),
+            Verdict::Ack(None) => settled.acks.push(message),
             Verdict::Ack(Some(finish)) => match &recorded {
                 Ok(()) => {
                     report(services, agent, finish.done);
-                    acks.push(message);
+                    settled.acks.push(message);
                 }
-                Err(e) => nacks.push((message, Failure::retryable("STORE", e.clone()), None)),
+                Err(e) => settled.nacks.push((message, Failure::retryable("STORE", e.clone()), None)),
             },
-            Verdict::Nack(failure, step) => nacks.push((message, failure, step)),
+            Verdict::Nack(failure, step) => settled.nacks.push((message, failure, step)),
         }
     }
-    let acked = acks.chunks(MAX_RECEIVE as usize).map(|chunk| settle_acks(inboxes, &inbox, chunk));
-    let nacked = nacks.into_iter().map(|(message, failure, step)| {
+    settled
+}
+
+/// Acknowledges in batches (`ack_batch`) and reports the failures to the bus, all at once.
+async fn deliver(services: &Services, inboxes: &dyn Inboxes, agent: &Agent, settled: Settled) {
+    let inbox = agent.inbox();
+    let acked = settled.acks.chunks(MAX_RECEIVE as usize).map(|chunk| settle_acks(inboxes, &inbox, chunk));
+    let nacked = settled.nacks.into_iter().map(|(message, failure, step)| {
         let inbox = &inbox;
         async move {
             settle_nack(inboxes, inbox, &message, failure).await;
@@ -304,23 +350,20 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
         StepKind::Received { event_type: envelope.event_type().to_owned(), receive_count: message.receive_count },
         StepContext { traceparent: envelope.traceparent().map(str::to_owned), replay_name, published: Vec::new() },
     );
-    match services.store.is_processed(agent.name(), envelope.id()) {
-        Ok(true) => {
+    let prior = match services.store.unless_processed(agent.name(), &envelope) {
+        Ok(Some(prior)) => prior,
+        Ok(None) => {
             step(StepKind::Duplicate);
             return Verdict::Ack(None);
         }
-        Ok(false) => {}
         Err(e) => return Verdict::Nack(Failure::retryable("STORE", e.to_string()), None),
-    }
+    };
     let started = Instant::now();
     let inbox = agent.inbox();
-    let result = run_guarded(services.clone(), inboxes, &inbox, agent.clone(), message, envelope.clone()).await;
-    let report = |kind, context| Report {
-        correlation_id: correlation.clone(),
-        event_id: envelope.id().to_owned(),
-        kind,
-        context,
-    };
+    let event_id = envelope.id().to_owned();
+    let result = run_guarded(services.clone(), inboxes, &inbox, agent.clone(), message, envelope, prior).await;
+    let report =
+        |kind, context| Report { correlation_id: correlation.clone(), event_id: event_id.clone(), kind, context };
     match result {
         Ok(ran) => {
             let done = StepKind::Done { elapsed: started.elapsed(), model_time: ran.model_time };
@@ -334,7 +377,7 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
         Err(e) => {
             if !e.retryable {
                 let detail = format!("{}: {}", e.code, e.message);
-                let _ = services.store.note(&correlation, envelope.id(), agent.name(), NoteKind::Failed, &detail);
+                let _ = services.store.note(&correlation, &event_id, agent.name(), NoteKind::Failed, &detail);
             }
             let failure = Failure { code: e.code.clone(), message: e.message.clone(), retryable: e.retryable };
             let failed = StepKind::Failed { code: e.code, message: e.message, retryable: e.retryable };
@@ -352,8 +395,9 @@ async fn run_guarded(
     agent: Arc<Agent>,
     message: &Message,
     envelope: Envelope,
+    prior: PriorRun,
 ) -> Result<runner::Ran, RunError> {
-    let mut task = tokio::spawn(async move { runner::run(&services, &agent, &envelope).await });
+    let mut task = tokio::spawn(async move { runner::run_after(&services, &agent, &envelope, prior).await });
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + VISIBILITY / 3, VISIBILITY / 3);
     loop {
         tokio::select! {

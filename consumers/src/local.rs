@@ -42,7 +42,7 @@ pub struct Options {
     pub data_set: Option<DataSet>,
     /// Wraps the model (instrumentation, fault injection in drills), like a tower layer.
     pub model_layer: Option<ModelLayer>,
-    /// Keep every step in the journal (`agents.db`'s `steps`, read by `choreo trace`).
+    /// Keep every step in the journal (`journal.db`, read by `choreo trace`).
     pub journal: bool,
     /// Export each agent run's spans there as it ends (needs the journal); by default from
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -125,7 +125,7 @@ impl Local {
         let mut observer = Observer::default();
         if options.journal {
             let exporter = options.otlp.as_ref().map(otlp::Exporter::new).transpose()?;
-            observer = observer.with_journal(Journal::open(store.clone(), exporter)?);
+            observer = observer.with_journal(Journal::open(&store, exporter)?);
         }
         let services = Arc::new(Services {
             bus: bus.clone(),

@@ -1,10 +1,12 @@
-//! The step journal: every step the runtime reports (see [`crate::observe`]) kept in the
-//! `steps` table of `agents.db`, for `choreo trace` and for spans. Agents only queue a step;
-//! one writer thread commits them in batches, off the agents' path.
+//! The step journal: every step the runtime reports (see [`crate::observe`]) kept in
+//! `<data-dir>/journal.db`, for `choreo trace` and for spans. Agents only queue a step; one
+//! writer thread commits them in batches, off the agents' path.
 //!
-//! - [`writer`]: the writer thread; [`read`]: a case's record, read-only, while agents run.
+//! - [`writer`]: the writer thread; [`file`]: the journal's file, a run's steps of one commit
+//!   in one row; [`read`]: a case's record, read-only, while agents run.
 //! - [`spans`]: agent runs as OpenTelemetry spans; [`otlp`]: their export over OTLP/HTTP.
 
+pub mod file;
 pub mod otlp;
 pub mod read;
 pub mod spans;
@@ -22,9 +24,9 @@ use crate::store::{Store, StoreError};
 
 pub use read::{CaseEvent, CaseLog, Effect, ReadError, read_case};
 
-/// Steps one transaction commits at most: the agents wait on the store's lock meanwhile, so a
-/// transaction stays well under a millisecond.
-pub const BATCH: usize = 64;
+/// Steps one transaction commits at most. Nobody waits on the journal's file but its thread:
+/// the more steps a commit takes, the fewer pages of the case index it writes again.
+pub const BATCH: usize = 1024;
 /// How long the writer lets steps queue after the first before it commits them.
 pub const LINGER: Duration = Duration::from_millis(50);
 /// Longest text kept of a tool's arguments, a model's text or a failure.
@@ -47,10 +49,10 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer on `store` (its connection, so the runtime's own writes queue behind
-    /// one short transaction at most). Spans of finished runs go to `exporter` when given; it
-    /// needs a tokio runtime, on which its export task is spawned.
-    pub fn open(store: Arc<Store>, exporter: Option<otlp::Exporter>) -> Result<Journal, StoreError> {
+    /// Starts the writer, on `journal.db` beside `store`'s file (created if needed). Spans of
+    /// finished runs go to `exporter` when given; it needs a tokio runtime, on which its export
+    /// task is spawned.
+    pub fn open(store: &Store, exporter: Option<otlp::Exporter>) -> Result<Journal, StoreError> {
         let writer::Handle { sender, thread, flush_asked } = writer::spawn(store, exporter)?;
         Ok(Journal { sender, writer: thread, flush_asked })
     }
@@ -97,7 +99,8 @@ pub(crate) fn light(step: &Step) -> Step {
 /// One row of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRow {
-    /// The order the writer got it in (the row id); 0 before it is written.
+    /// The order it was written in (a run's steps of one commit together, see
+    /// [`file`]); 0 before it is written.
     pub seq: i64,
     pub correlation_id: String,
     pub agent: String,
@@ -317,7 +320,7 @@ mod tests {
     async fn a_flush_makes_every_step_readable_and_the_replay_name_covers_the_run() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
-        let observer = Observer::default().with_journal(Journal::open(store, None).unwrap());
+        let observer = Observer::default().with_journal(Journal::open(&store, None).unwrap());
         let context =
             StepContext { traceparent: Some(TRACE.into()), replay_name: Some("fix-1".into()), published: Vec::new() };
         let kind = StepKind::Received { event_type: "SupportTriaged".into(), receive_count: 1 };
@@ -364,20 +367,39 @@ mod tests {
         assert_eq!(read_case(dir.path(), "other").unwrap().steps.len(), 1);
     }
 
-    #[test]
-    fn a_store_from_before_the_journal_gets_its_table_when_the_runtime_opens_it() {
+    #[tokio::test]
+    async fn an_older_stores_steps_are_read_before_the_journals_and_no_journal_is_said() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let event = choreo_schemas::Envelope::builder("retail.support-api", "OrderSupportPlaced").build().unwrap();
         store.record_event(&event).unwrap();
-        drop(store);
+        let none = read_case(dir.path(), event.id()).unwrap();
+        assert!(!none.journal && none.steps.is_empty() && none.events.len() == 1);
+        // A store written before the journal had its own file: its steps in `agents.db`.
         let conn = rusqlite::Connection::open(dir.path().join(crate::store::STORE_FILE)).unwrap();
-        conn.execute_batch("DROP TABLE steps").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE steps (seq INTEGER PRIMARY KEY, correlation_id TEXT NOT NULL, agent TEXT NOT NULL,
+             event_id TEXT NOT NULL, kind TEXT NOT NULL, started_us INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+             replay_name TEXT, detail TEXT NOT NULL)",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO steps VALUES (7, ?1, 'support', ?1, 'received', 1000, 0, NULL, ?2)",
+            (event.id(), r#"{"kind":"received","event_type":"OrderSupportPlaced","receive_count":1}"#),
+        )
+        .unwrap();
         drop(conn);
-        let old = read_case(dir.path(), event.id()).unwrap();
-        assert!(!old.journal && old.steps.is_empty() && old.events.len() == 1);
-        drop(Store::open(dir.path()).unwrap());
-        assert!(read_case(dir.path(), event.id()).unwrap().journal);
+        let older = read_case(dir.path(), event.id()).unwrap();
+        assert!(older.journal);
+        assert_eq!(older.steps.len(), 1);
+        assert_eq!((older.steps[0].seq, older.steps[0].agent.as_str()), (7, "support"));
+
+        let observer = Observer::default().with_journal(Journal::open(&store, None).unwrap());
+        observer.emit(event.id(), "support", event.id(), StepKind::Duplicate);
+        observer.flush().await;
+        let both = read_case(dir.path(), event.id()).unwrap();
+        let kinds: Vec<&str> = both.steps.iter().map(|s| s.entry.kind()).collect();
+        assert_eq!(kinds, ["received", "duplicate"]);
         let unknown = read_case(dir.path(), "nope").unwrap_err().to_string();
         assert!(unknown.contains("case `nope` not found in") && unknown.contains("agents.db"), "{unknown}");
     }

@@ -1,5 +1,7 @@
-//! A case's record in `agents.db`, read on a read-only connection: its events (case store),
-//! its steps (journal) and its effects (ledger). Safe while `choreo serve` writes (WAL).
+//! A case's record, read on read-only connections: its events (case store) and its effects
+//! (ledger) from `agents.db`, its steps from `journal.db` (and from `agents.db`'s own `steps`
+//! table, where a store written before the journal had its file keeps them). Safe while
+//! `choreo serve` writes (WAL).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,14 +55,14 @@ pub struct CaseLog {
     pub case: String,
     pub store: PathBuf,
     pub events: Vec<CaseEvent>,
-    /// In the order written.
+    /// In the order written (an older store's steps first).
     pub steps: Vec<StepRow>,
     pub effects: Vec<Effect>,
-    /// Whether the store has a step journal at all (one written before it existed has not).
+    /// Whether there is a step journal at all (a store written before it existed has none).
     pub journal: bool,
 }
 
-/// Reads case `case` from `<data_dir>/agents.db`.
+/// Reads case `case` from `<data_dir>/agents.db` and `<data_dir>/journal.db`.
 pub fn read_case(data_dir: &Path, case: &str) -> Result<CaseLog, ReadError> {
     let path = data_dir.join(STORE_FILE);
     if !path.is_file() {
@@ -74,16 +76,20 @@ pub fn read_case(data_dir: &Path, case: &str) -> Result<CaseLog, ReadError> {
     if app != crate::store::APPLICATION_ID {
         return Err(StoreError { path, detail: "not a Choreo agents store".into(), retryable: false }.into());
     }
-    // One read transaction: events, steps and effects as of one moment.
+    // One read transaction: events and effects as of one moment.
     conn.execute_batch("BEGIN").map_err(fail)?;
     let has = |table: &str| -> rusqlite::Result<bool> {
         conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?.exists([table])
     };
-    let journal = has("steps").map_err(fail)?;
+    let older = has("steps").map_err(fail)?;
     let events = events(&conn, case).map_err(fail)?;
-    let steps = if journal { steps(&conn, case).map_err(fail)? } else { Vec::new() };
+    let mut steps = if older { older_steps(&conn, case).map_err(fail)? } else { Vec::new() };
     let effects = effects(&conn, case).map_err(fail)?;
     conn.execute_batch("COMMIT").map_err(fail)?;
+    // Outside the store's transaction: a step written meanwhile may name an event not read.
+    let written = super::file::read(data_dir, case)?;
+    let journal = older || written.is_some();
+    steps.extend(written.unwrap_or_default());
     if events.is_empty() && steps.is_empty() {
         return Err(ReadError::UnknownCase { case: case.to_owned(), path });
     }
@@ -109,7 +115,8 @@ fn events(conn: &Connection, case: &str) -> rusqlite::Result<Vec<CaseEvent>> {
     rows.collect()
 }
 
-fn steps(conn: &Connection, case: &str) -> rusqlite::Result<Vec<StepRow>> {
+/// Steps a store written before the journal had its own file keeps in its `steps` table.
+fn older_steps(conn: &Connection, case: &str) -> rusqlite::Result<Vec<StepRow>> {
     let mut stmt = conn.prepare(
         "SELECT seq, agent, event_id, started_us, duration_us, replay_name, detail FROM steps
          WHERE correlation_id = ?1 ORDER BY seq",

@@ -1,6 +1,6 @@
 //! The journal's writer thread. It wakes for the first step after a quiet spell, lets steps
 //! queue for [`LINGER`] (agents' sends then wake nobody), and commits what queued in
-//! transactions of at most [`BATCH`] rows on the store's connection; a flush cuts the wait.
+//! transactions of at most [`BATCH`] steps to the journal's file; a flush cuts the wait.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+use super::file::File;
 use super::otlp::{self, Exporter};
 use super::{BATCH, Entry, LINGER, Message, StepRow, row_of};
-use crate::store::{StepInsert, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Attempts at committing one transaction before its steps are given up (logged).
 const ATTEMPTS: u32 = 5;
@@ -26,20 +27,23 @@ pub(super) struct Handle {
     pub flush_asked: Arc<AtomicBool>,
 }
 
-/// Starts the writer thread (and the exporter's task on the current tokio runtime).
-pub(super) fn spawn(store: Arc<Store>, exporter: Option<Exporter>) -> Result<Handle, StoreError> {
+/// Starts the writer thread (and the exporter's task on the current tokio runtime), with the
+/// journal's file beside `store`'s.
+pub(super) fn spawn(store: &Store, exporter: Option<Exporter>) -> Result<Handle, StoreError> {
+    let path = store.path().to_owned();
+    let file = File::open(path.parent().unwrap_or(std::path::Path::new(".")))?;
     let export = exporter.and_then(otlp::spawn_live);
     let (sender, receiver) = mpsc::channel();
     let flush_asked = Arc::new(AtomicBool::new(false));
-    let path = store.path().to_owned();
-    // Its own connection, for checkpoints only (see `Writer::checkpoint`); none is no harm.
+    // A connection to the store, for its checkpoints only (see `Writer::checkpoint`); none is
+    // no harm.
     let checkpoints =
         Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .inspect_err(
                 |e| tracing::warn!(store = %path.display(), error = %e, "no checkpoint connection for the journal"),
             )
             .ok();
-    let writer = Writer { store, export, replays: HashMap::new(), flush_asked: flush_asked.clone(), checkpoints };
+    let writer = Writer { file, export, replays: HashMap::new(), flush_asked: flush_asked.clone(), checkpoints };
     let thread =
         std::thread::Builder::new().name("choreo-journal".into()).spawn(move || writer.run(&receiver)).map_err(
             |e| StoreError { path, detail: format!("cannot start the journal's writer thread: {e}"), retryable: false },
@@ -48,7 +52,7 @@ pub(super) fn spawn(store: Arc<Store>, exporter: Option<Exporter>) -> Result<Han
 }
 
 struct Writer {
-    store: Arc<Store>,
+    file: File,
     export: Option<tokio::sync::mpsc::UnboundedSender<otlp::LiveMessage>>,
     /// The replay name of each run in progress, by agent and event: only its receipt says.
     replays: HashMap<(String, String), String>,
@@ -95,9 +99,10 @@ impl Writer {
         }
     }
 
-    /// Copies the WAL into the database from this thread, after each round: the journal
-    /// adds to agents.db's WAL, and a checkpoint SQLite runs inside a commit would hold the
-    /// store's lock (every agent waiting) for its copy and fsync. PASSIVE never waits.
+    /// Copies the store's WAL into its database from this thread, after each round: a
+    /// checkpoint SQLite runs inside a commit would hold the store's lock (every agent
+    /// waiting) for its copy and fsync. PASSIVE never waits. (The journal's own file is
+    /// checkpointed by its commits, on this thread.)
     fn checkpoint(&self) {
         if let Some(conn) = &self.checkpoints {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
@@ -137,26 +142,12 @@ impl Writer {
         if rows.is_empty() {
             return;
         }
-        // Serialized before the store's lock is taken: the lock is held for the inserts only.
-        let inserts: Vec<StepInsert<'_>> = rows
-            .iter()
-            .map(|row| StepInsert {
-                correlation_id: &row.correlation_id,
-                agent: &row.agent,
-                event_id: &row.event_id,
-                kind: row.entry.kind(),
-                started_us: row.started_us,
-                duration_us: row.duration_us,
-                replay_name: row.replay_name.as_deref(),
-                detail: serde_json::to_string(&row.entry).unwrap_or_else(|_| "{}".to_owned()),
-            })
-            .collect();
         let mut wait = Duration::from_millis(20);
-        let mut seqs = None;
+        let mut written = false;
         for attempt in 1..=ATTEMPTS {
-            match self.store.insert_steps(&inserts) {
-                Ok(written) => {
-                    seqs = Some(written);
+            match self.file.write(rows) {
+                Ok(()) => {
+                    written = true;
                     break;
                 }
                 Err(e) if attempt < ATTEMPTS => {
@@ -167,12 +158,8 @@ impl Writer {
                 Err(e) => tracing::error!(error = %e, steps = rows.len(), "journal commit failed; steps lost"),
             }
         }
-        drop(inserts);
-        match (seqs, &self.export) {
-            (Some(seqs), Some(export)) => {
-                for (row, seq) in rows.iter_mut().zip(seqs) {
-                    row.seq = seq;
-                }
+        match (written, &self.export) {
+            (true, Some(export)) => {
                 let _ = export.send(otlp::LiveMessage::Rows(std::mem::take(rows)));
             }
             _ => rows.clear(),

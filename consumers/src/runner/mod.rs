@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::manifest::Agent;
 use crate::observe::{Observer, StepKind};
-use crate::store::{NoteKind, Store, StoreError};
+use crate::store::{NoteKind, PriorRun, Store, StoreError};
 use crate::tools::Registry;
 
 pub use calls::{ESCALATE_TOOL, completion_tool};
@@ -127,6 +127,13 @@ impl<'a> Run<'a> {
 /// Runs `agent` on `event` to its end. The caller acknowledges the event on `Ok`, retries it
 /// on a retryable error and dead-letters it on a permanent one.
 pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result<Ran, RunError> {
+    let prior = services.store.prior_run(agent.name(), event)?;
+    run_after(services, agent, event, prior).await
+}
+
+/// [`run`], given what an earlier delivery of `event` left (read with the dedupe, see
+/// [`crate::store::Store::unless_processed`]).
+pub async fn run_after(services: &Services, agent: &Agent, event: &Envelope, prior: PriorRun) -> Result<Ran, RunError> {
     let correlation_id = event.correlation_id().unwrap_or(event.id()).to_owned();
     let mut run = Run {
         services,
@@ -140,7 +147,6 @@ pub async fn run(services: &Services, agent: &Agent, event: &Envelope) -> Result
         answered: Vec::new(),
         completions_made: Default::default(),
     };
-    let prior = services.store.prior_run(agent.name(), event)?;
     if !prior.in_case {
         services.store.add_event(event)?;
     }

@@ -2,7 +2,7 @@
 //! before the effect (`started`) and after it (`done`), so a redelivery, a retry or a replay
 //! gets the recorded result back instead of acting again.
 
-use rusqlite::OptionalExtension;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -214,36 +214,19 @@ impl Store {
     /// event is answered with them. Reads only: [`Store::finish`] counts the suppressions once
     /// the delivery is settled.
     pub fn prior_run(&self, agent: &str, event: &Envelope) -> Result<PriorRun, StoreError> {
-        let mut conn = self.reader();
-        // One read transaction: one look at the WAL for all the reads below.
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let in_case =
-            has_event(&tx, event.correlation_id().unwrap_or(event.id()), event.id()).map_err(|e| self.err(e))?;
-        let rows: Vec<(String, String, Option<String>)> = tx
-            .prepare_cached(
-                "SELECT key, tool, result FROM effects
-                 WHERE event_id = ?2 AND agent = ?1 AND state = 'done' AND (tool GLOB 'complete.*' OR tool = ?3)
-                 ORDER BY started_at, rowid",
-            )
-            .and_then(|mut s| {
-                s.query_map((agent, event.id(), crate::runner::ESCALATE_TOOL), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.err(e))?;
-        let mut answers = Vec::with_capacity(rows.len());
-        for (key, tool, result) in rows {
-            let recorded = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
-            let in_case = match (recorded["id"].as_str(), recorded["correlationid"].as_str()) {
-                (Some(id), case) => has_event(&tx, case.unwrap_or(id), id).map_err(|e| self.err(e))?,
-                (None, _) => false,
-            };
-            answers.push(Answer { key, tool, recorded, in_case });
-        }
-        Ok(PriorRun { in_case, answers })
+        self.read(|conn| prior_in(conn, agent, event))
     }
 
+    /// [`Store::prior_run`], unless `agent` has handled `event` already (`None`: a duplicate),
+    /// in the same read transaction: what a delivery needs to know before its run.
+    pub fn unless_processed(&self, agent: &str, event: &Envelope) -> Result<Option<PriorRun>, StoreError> {
+        self.read(|conn| {
+            if super::processed_in(conn, agent, event.id())? {
+                return Ok(None);
+            }
+            prior_in(conn, agent, event).map(Some)
+        })
+    }
     /// How `agent` ended its handling of CloudEvent `event_id`, if it did.
     pub fn handled(&self, agent: &str, event_id: &str) -> Result<Option<String>, StoreError> {
         let conn = self.reader();
@@ -261,6 +244,30 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok(result.flatten().and_then(|r| serde_json::from_str(&r).ok()))
     }
+}
+
+/// What an earlier delivery of `event` to `agent` left, read on `conn` (see
+/// [`Store::prior_run`]).
+fn prior_in(conn: &Connection, agent: &str, event: &Envelope) -> rusqlite::Result<PriorRun> {
+    let in_case = has_event(conn, event.correlation_id().unwrap_or(event.id()), event.id())?;
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT key, tool, result FROM effects
+             WHERE event_id = ?2 AND agent = ?1 AND state = 'done' AND (tool GLOB 'complete.*' OR tool = ?3)
+             ORDER BY started_at, rowid",
+        )?
+        .query_map((agent, event.id(), crate::runner::ESCALATE_TOOL), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut answers = Vec::with_capacity(rows.len());
+    for (key, tool, result) in rows {
+        let recorded = result.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
+        let in_case = match (recorded["id"].as_str(), recorded["correlationid"].as_str()) {
+            (Some(id), case) => has_event(conn, case.unwrap_or(id), id)?,
+            (None, _) => false,
+        };
+        answers.push(Answer { key, tool, recorded, in_case });
+    }
+    Ok(PriorRun { in_case, answers })
 }
 
 /// The idempotency key of an effect: the event, the tool and its arguments in canonical form

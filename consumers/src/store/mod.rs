@@ -1,10 +1,10 @@
 //! The runtime's own state in one SQLite file (`<data-dir>/agents.db`): the effect ledger,
-//! the case store (events, notes, spend), which events each agent has handled, and the step
-//! journal's table (written by [`crate::journal`]).
+//! the case store (events, notes, spend) and which events each agent has handled. (The step
+//! journal has a file of its own, see [`crate::journal`]; stores written before it hold their
+//! steps in a `steps` table here, still read by `choreo trace`.)
 
 mod cases;
 mod ledger;
-mod steps;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -15,7 +15,6 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};
-pub(crate) use steps::StepInsert;
 
 /// The file name of the store in a data directory.
 pub const STORE_FILE: &str = "agents.db";
@@ -25,8 +24,8 @@ const BACKSTOP_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// Our `application_id`, so that another application's database is not taken for ours.
 pub(crate) const APPLICATION_ID: i32 = 0x4348_4147; // "CHAG"
-/// Tables added since (the step journal's `steps`) are created `IF NOT EXISTS` on open and
-/// ignored by older code, so adding one keeps the version: an older binary still opens it.
+/// Tables added since are created `IF NOT EXISTS` on open and ignored by older code, so adding
+/// one keeps the version: an older binary still opens it.
 const SCHEMA_VERSION: i32 = 1;
 
 const SCHEMA: &str = "
@@ -74,18 +73,6 @@ CREATE TABLE IF NOT EXISTS case_notes (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS case_notes_by_case ON case_notes (correlation_id);
-CREATE TABLE IF NOT EXISTS steps (
-    seq INTEGER PRIMARY KEY,
-    correlation_id TEXT NOT NULL,
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    started_us INTEGER NOT NULL,
-    duration_us INTEGER NOT NULL,
-    replay_name TEXT,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS steps_by_case ON steps (correlation_id, seq);
 CREATE TABLE IF NOT EXISTS case_spend (
     correlation_id TEXT PRIMARY KEY,
     turns INTEGER NOT NULL DEFAULT 0,
@@ -121,7 +108,7 @@ impl Store {
     /// Opens (creating if needed) `<dir>/agents.db`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(STORE_FILE);
-        let fail = |e: rusqlite::Error| StoreError::from_sqlite(&path, e);
+        let fail = |e: rusqlite::Error| StoreError::of(&path, e);
         std::fs::create_dir_all(dir).map_err(|e| StoreError {
             path: dir.to_owned(),
             detail: format!("cannot create the data directory: {e}"),
@@ -178,17 +165,28 @@ impl Store {
         self.readers[turn].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` in one read transaction on a reader: one look at the WAL for all its reads.
+    /// Its `BEGIN` and `COMMIT` are prepared once (rusqlite's `transaction()` prepares them
+    /// on every call).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.reader();
+        let statement = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ());
+        statement("BEGIN").map_err(|e| self.err(e))?;
+        let result = f(&conn);
+        if statement("COMMIT").is_err() && !conn.is_autocommit() {
+            // A read transaction left open would hold its snapshot (and the WAL) forever.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result.map_err(|e| self.err(e))
+    }
+
     fn err(&self, e: rusqlite::Error) -> StoreError {
-        StoreError::from_sqlite(&self.path, e)
+        StoreError::of(&self.path, e)
     }
 
     /// Whether `agent` has already handled the CloudEvent `event_id`.
     pub fn is_processed(&self, agent: &str, event_id: &str) -> Result<bool, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached("SELECT 1 FROM processed WHERE agent = ?1 AND event_id = ?2")
-            .map_err(|e| self.err(e))?;
-        stmt.exists((agent, event_id)).map_err(|e| self.err(e))
+        processed_in(&self.reader(), agent, event_id).map_err(|e| self.err(e))
     }
 
     /// Records events `agent` has handled, in one transaction: each as processed (with how it
@@ -222,6 +220,11 @@ impl Store {
     }
 }
 
+/// Whether `agent` has handled CloudEvent `event_id`, read on `conn`.
+fn processed_in(conn: &Connection, agent: &str, event_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM processed WHERE agent = ?1 AND event_id = ?2")?.exists((agent, event_id))
+}
+
 /// One event an agent has handled, for [`Store::finish`].
 #[derive(Debug, Clone, Copy)]
 pub struct Finished<'a> {
@@ -246,7 +249,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl StoreError {
-    fn from_sqlite(path: &Path, e: rusqlite::Error) -> Self {
+    pub(crate) fn of(path: &Path, e: rusqlite::Error) -> Self {
         let retryable = matches!(
             e.sqlite_error_code(),
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
