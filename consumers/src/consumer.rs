@@ -2,6 +2,7 @@
 //! agent, then ack (done), nack retryable (retried with backoff) or nack permanent (dead
 //! letter with the reason). A panic fails that event, never the process.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use choreo_bus::Inboxes;
 use choreo_bus::api::{Failure, MAX_RECEIVE, Message, ReceiveOptions};
 use choreo_schemas::Envelope;
+
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -386,8 +389,8 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
     }
 }
 
-/// Runs the agent in its own task, so that a panic is caught as that event's failure, and
-/// keeps the message hidden while it runs.
+/// Runs the agent, catching a panic as that event's failure, and keeps the message hidden
+/// while it runs.
 async fn run_guarded(
     services: Arc<Services>,
     inboxes: &dyn Inboxes,
@@ -397,16 +400,14 @@ async fn run_guarded(
     envelope: Envelope,
     prior: PriorRun,
 ) -> Result<runner::Ran, RunError> {
-    let mut task = tokio::spawn(async move { runner::run_after(&services, &agent, &envelope, prior).await });
+    // Caught where it is polled, in this task: no task of its own per run.
+    let run = AssertUnwindSafe(async move { runner::run_after(&services, &agent, &envelope, prior).await });
+    let mut run = std::pin::pin!(run.catch_unwind());
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + VISIBILITY / 3, VISIBILITY / 3);
     loop {
         tokio::select! {
-            joined = &mut task => {
-                return match joined {
-                    Ok(result) => result,
-                    Err(e) if e.is_panic() => Err(RunError::permanent("AGENT_PANIC", panic_message(e.into_panic()))),
-                    Err(e) => Err(RunError::retryable("AGENT_CANCELLED", e.to_string())),
-                };
+            ended = &mut run => {
+                return ended.unwrap_or_else(|panic| Err(RunError::permanent("AGENT_PANIC", panic_message(panic))));
             }
             _ = heartbeat.tick() => {
                 // Failing to extend only risks a redelivery, which is deduped.

@@ -90,23 +90,36 @@ impl File {
     /// the order written: a run's steps together, runs in the order their first step came.
     /// `rows` is left in that order, each with its `seq`.
     pub fn write(&mut self, rows: &mut Vec<StepRow>) -> Result<(), StoreError> {
-        let fail = |e: rusqlite::Error| StoreError::of(&self.path, e);
-        let mut runs: Vec<Vec<StepRow>> = Vec::new();
-        let mut index: HashMap<(String, String, String, Option<String>), usize> = HashMap::new();
-        for row in rows.drain(..) {
-            let key = (row.correlation_id.clone(), row.agent.clone(), row.event_id.clone(), row.replay_name.clone());
-            let at = *index.entry(key).or_insert_with(|| {
-                runs.push(Vec::new());
-                runs.len() - 1
-            });
-            runs[at].push(row);
+        let mut index: HashMap<(&str, &str, &str, Option<&str>), usize> = HashMap::new();
+        let places: Vec<usize> = rows
+            .iter()
+            .map(|r| {
+                let key = (&*r.correlation_id, &*r.agent, &*r.event_id, r.replay_name.as_deref());
+                let next = index.len();
+                *index.entry(key).or_insert(next)
+            })
+            .collect();
+        let mut runs: Vec<Vec<StepRow>> = (0..index.len()).map(|_| Vec::new()).collect();
+        drop(index);
+        for (row, place) in rows.drain(..).zip(places) {
+            runs[place].push(row);
         }
         let mut seq = self.next;
         for row in runs.iter_mut().flatten() {
             row.seq = seq;
             seq += 1;
         }
-        rows.extend(runs.iter().flatten().cloned());
+        let written = self.insert(&runs);
+        // Back in `rows`, numbered, written or not (a failed write numbers them again).
+        rows.extend(runs.into_iter().flatten());
+        written?;
+        self.next = seq;
+        Ok(())
+    }
+
+    /// Inserts a row per run, in one transaction.
+    fn insert(&mut self, runs: &[Vec<StepRow>]) -> Result<(), StoreError> {
+        let fail = |e: rusqlite::Error| StoreError::of(&self.path, e);
         // Serialized before the transaction: it holds the file's write lock.
         let details: Vec<String> = runs
             .iter()
@@ -139,9 +152,7 @@ impl File {
                     .map_err(fail)?;
             }
         }
-        tx.commit().map_err(fail)?;
-        self.next = seq;
-        Ok(())
+        tx.commit().map_err(fail)
     }
 }
 

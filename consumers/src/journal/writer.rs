@@ -18,6 +18,8 @@ use crate::store::{Store, StoreError};
 
 /// Attempts at committing one transaction before its steps are given up (logged).
 const ATTEMPTS: u32 = 5;
+/// How often, at most, the store's WAL is checkpointed from this thread.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// What agents hold to reach the writer.
 pub(super) struct Handle {
@@ -43,7 +45,14 @@ pub(super) fn spawn(store: &Store, exporter: Option<Exporter>) -> Result<Handle,
                 |e| tracing::warn!(store = %path.display(), error = %e, "no checkpoint connection for the journal"),
             )
             .ok();
-    let writer = Writer { file, export, replays: HashMap::new(), flush_asked: flush_asked.clone(), checkpoints };
+    let writer = Writer {
+        file,
+        export,
+        replays: HashMap::new(),
+        flush_asked: flush_asked.clone(),
+        checkpoints,
+        checkpointed: Instant::now(),
+    };
     let thread =
         std::thread::Builder::new().name("choreo-journal".into()).spawn(move || writer.run(&receiver)).map_err(
             |e| StoreError { path, detail: format!("cannot start the journal's writer thread: {e}"), retryable: false },
@@ -58,6 +67,7 @@ struct Writer {
     replays: HashMap<(String, String), String>,
     flush_asked: Arc<AtomicBool>,
     checkpoints: Option<Connection>,
+    checkpointed: Instant,
 }
 
 impl Writer {
@@ -99,11 +109,17 @@ impl Writer {
         }
     }
 
-    /// Copies the store's WAL into its database from this thread, after each round: a
+    /// Copies the store's WAL into its database from this thread, after a round: a
     /// checkpoint SQLite runs inside a commit would hold the store's lock (every agent
     /// waiting) for its copy and fsync. PASSIVE never waits. (The journal's own file is
     /// checkpointed by its commits, on this thread.)
-    fn checkpoint(&self) {
+    /// At most once per [`CHECKPOINT_EVERY`]: a page the agents write again and again (a
+    /// table's last page) is then copied once, not once per round.
+    fn checkpoint(&mut self) {
+        if self.checkpointed.elapsed() < CHECKPOINT_EVERY {
+            return;
+        }
+        self.checkpointed = Instant::now();
         if let Some(conn) = &self.checkpoints {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
