@@ -2,6 +2,7 @@
 //! agent, then ack (done), nack retryable (retried with backoff) or nack permanent (dead
 //! letter with the reason). A panic fails that event, never the process.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,6 +200,42 @@ async fn poll(poller: Poller) {
     while running.join_next().await.is_some() {}
 }
 
+/// The CloudEvent ids an agent's runs are on, each with a lock that a run holds from its
+/// dedupe to its end: deliveries of one event run one after the other in this process.
+#[derive(Debug, Default)]
+pub(crate) struct InProgress(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl InProgress {
+    /// Waits until no other run of this agent is on `event_id`, then holds it until dropped.
+    async fn enter(&self, event_id: &str) -> Alone<'_> {
+        let lock = self.map().entry(event_id.to_owned()).or_default().clone();
+        let held = lock.lock_owned().await;
+        Alone { runs: self, event_id: event_id.to_owned(), held: Some(held) }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A run's hold on its event (see [`InProgress::enter`]).
+struct Alone<'a> {
+    runs: &'a InProgress,
+    event_id: String,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Alone<'_> {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut map = self.runs.map();
+        // Gone once nobody holds or waits for it (the map's is the only reference left).
+        if map.get(&self.event_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+            map.remove(&self.event_id);
+        }
+    }
+}
+
 /// Settles what the handlers decided, all that waits at once, until every handler is gone.
 /// The runs are recorded here, one batch after the other (one transaction each); their
 /// acknowledgements go on in tasks of their own, so that the next batch is recorded while the
@@ -353,6 +390,10 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
         StepKind::Received { event_type: envelope.event_type().to_owned(), receive_count: message.receive_count },
         StepContext { traceparent: envelope.traceparent().map(str::to_owned), replay_name, published: Vec::new() },
     );
+    // Another delivery of this event being run here (two replays at once, a redelivery while
+    // the first still runs): this one waits for that run to end, then finds its answer in
+    // the ledger. Two runs at once could each act on what the other changed.
+    let _alone = agent.in_progress.enter(envelope.id()).await;
     let prior = match services.store.unless_processed(agent.name(), &envelope) {
         Ok(Some(prior)) => prior,
         Ok(None) => {

@@ -108,6 +108,8 @@ pub struct Agent {
     pub events: Vec<AgentEvent>,
     /// The model slots of [`Manifest::concurrency`], shared by the agent's runs (and clones).
     pub(crate) model_slots: Arc<tokio::sync::Semaphore>,
+    /// The events the agent's runs are on right now (shared by clones).
+    pub(crate) in_progress: Arc<crate::consumer::InProgress>,
 }
 
 /// An event an agent folder defines: its name and the JSON Schema of its data.
@@ -237,7 +239,8 @@ pub fn load(dir: &Path) -> Result<Agent, ManifestError> {
     let prompt = std::fs::read_to_string(&prompt_path)
         .map_err(|source| ManifestError::Read { path: prompt_path.clone(), source })?;
     let model_slots = Arc::new(tokio::sync::Semaphore::new(manifest.concurrency));
-    Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern, events, model_slots })
+    let in_progress = Arc::default();
+    Ok(Agent { manifest, dir: dir.to_owned(), prompt, pattern, events, model_slots, in_progress })
 }
 
 /// The `*.json` files of `dir`, sorted; none when `dir` does not exist.
