@@ -35,7 +35,7 @@ const MIN_POLLERS: usize = 2;
 const MAX_POLLERS: usize = 8;
 /// Full receives per poller that may be in flight past the model slots: handled, or waiting to
 /// be settled, while the next ones are received.
-const RECEIVES_AHEAD: usize = 4;
+const RECEIVES_AHEAD: usize = 8;
 
 /// A handled message on its way to be settled, with the slot it holds until then.
 struct Handled {

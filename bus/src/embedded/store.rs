@@ -117,8 +117,9 @@ CREATE TABLE replays (
 
 /// WAL pages past which the writer checkpoints itself.
 const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
-/// How often the checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// How often the checkpointer copies the WAL into the database. A page written again and
+/// again (an inbox's last pages, its index) is copied once per round, not once per commit.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Copies committed WAL pages into the database file from its own connection, beside the
 /// writer rather than inside its commits; stops when `stop` is dropped.

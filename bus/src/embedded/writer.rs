@@ -275,8 +275,13 @@ fn calls(conn: &mut Connection, faults: &Faults, st: &mut State, jobs: Vec<Job>,
 
 /// Work nobody waits on, in a transaction of its own so that its faults never fail a call:
 /// a batch of every active replay, and the archive sweep when due.
+///
+/// Not fsynced: the batch's deliveries and the replay's cursor commit together, so a power
+/// loss takes back both and the replay puts that batch again (each event with its CloudEvent
+/// `id`, which consumers dedupe); a sweep lost is swept again. An fsync here would stall
+/// every call queued behind it, for nothing that could be lost.
 fn background(conn: &mut Connection, faults: &Faults, st: &mut State, sweep: bool, wakers: &Wakers) {
-    let Ok(tx) = begin(conn, faults, st, true) else {
+    let Ok(tx) = begin(conn, faults, st, false) else {
         st.background_pause = Instant::now() + TICK;
         return;
     };

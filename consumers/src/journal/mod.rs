@@ -25,10 +25,12 @@ use crate::store::{Store, StoreError};
 pub use read::{CaseEvent, CaseLog, Effect, ReadError, read_case};
 
 /// Steps one transaction commits at most. Nobody waits on the journal's file but its thread:
-/// the more steps a commit takes, the fewer pages of the case index it writes again.
-pub const BATCH: usize = 1024;
-/// How long the writer lets steps queue after the first before it commits them.
-pub const LINGER: Duration = Duration::from_millis(50);
+/// the more steps a commit takes, the fewer pages of the case index it writes again (the
+/// steps of a thousand cases at once land on as many pages of it, a few times each).
+pub const BATCH: usize = 16_384;
+/// How long the writer lets steps queue after the first before it commits them: what a
+/// trace may lag behind the runs (a flush cuts it short).
+pub const LINGER: Duration = Duration::from_millis(250);
 /// Longest text kept of a tool's arguments, a model's text or a failure.
 const SUMMARY: usize = 240;
 
