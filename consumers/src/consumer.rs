@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::manifest::Agent;
 use crate::observe::{PublishedTrace, StepContext, StepKind};
 use crate::runner::{self, RunError, Services};
-use crate::store::{Finished, NoteKind, PriorRun};
+use crate::store::{Finished, NoteKind, PriorRun, StoreError};
 
 /// How long a received event stays hidden while the agent works; extended while it runs.
 const VISIBILITY: Duration = Duration::from_secs(60);
@@ -179,17 +179,50 @@ async fn poll(poller: Poller) {
             }
         };
         let received = messages.len();
+        let Handles { services, agent, .. } = &handles;
+        // Each event admitted (or refused at once), then the dedupe and prior-run reads of all
+        // those no other run holds, in one read transaction.
+        let mut admitted = Vec::with_capacity(received);
         for message in messages {
             // One slot per event, held until it is settled; the unused ones go back below.
             let Some(slot) = permits.split(1) else { break };
+            match admit(services, agent, &message) {
+                // The settler ends only after every sender is gone: it is there.
+                Err(failure) => drop(settle.send(Handled { message, verdict: Verdict::Nack(failure, None), slot })),
+                Ok(event) => {
+                    let alone = agent.in_progress.enter_now(event.envelope.id());
+                    admitted.push((message, slot, event, alone));
+                }
+            }
+        }
+        drop(permits);
+        let free: Vec<&Envelope> =
+            admitted.iter().filter(|(.., alone)| alone.is_some()).map(|(_, _, event, _)| &event.envelope).collect();
+        let mut reads = match services.store.unless_processed_all(agent.name(), &free) {
+            Ok(priors) => priors.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => free.iter().map(|_| Err(e.clone())).collect(),
+        }
+        .into_iter();
+        for (message, slot, event, alone) in admitted {
+            // One read per event held (`unless_processed_all` answers each).
+            let read = alone.and_then(|alone| Some((alone, reads.next()?)));
             let (handles, settle) = (handles.clone(), settle.clone());
             running.spawn(async move {
-                let verdict = judge(&handles.services, handles.inboxes.as_ref(), &handles.agent, &message).await;
-                // The settler ends only after every sender is gone: it is there.
+                let Handles { services, inboxes, agent } = &handles;
+                let verdict = match read {
+                    Some((alone, read)) => {
+                        decide(services, inboxes.as_ref(), agent, &message, event, alone, read).await
+                    }
+                    // Another run holds this event: this one waits for it (see `judge`).
+                    None => {
+                        let alone = agent.in_progress.enter(event.envelope.id()).await;
+                        let read = services.store.unless_processed(agent.name(), &event.envelope);
+                        decide(services, inboxes.as_ref(), agent, &message, event, alone, read).await
+                    }
+                };
                 let _ = settle.send(Handled { message, verdict, slot });
             });
         }
-        drop(permits);
         while running.try_join_next().is_some() {}
         if received == MAX_RECEIVE as usize {
             poller.grow();
@@ -203,32 +236,41 @@ async fn poll(poller: Poller) {
 /// The CloudEvent ids an agent's runs are on, each with a lock that a run holds from its
 /// dedupe to its end: deliveries of one event run one after the other in this process.
 #[derive(Debug, Default)]
-pub(crate) struct InProgress(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub(crate) struct InProgress(Arc<std::sync::Mutex<Runs>>);
+
+type Runs = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
 
 impl InProgress {
     /// Waits until no other run of this agent is on `event_id`, then holds it until dropped.
-    async fn enter(&self, event_id: &str) -> Alone<'_> {
-        let lock = self.map().entry(event_id.to_owned()).or_default().clone();
+    async fn enter(&self, event_id: &str) -> Alone {
+        let lock = lock(&self.0).entry(event_id.to_owned()).or_default().clone();
         let held = lock.lock_owned().await;
-        Alone { runs: self, event_id: event_id.to_owned(), held: Some(held) }
+        Alone { runs: self.0.clone(), event_id: event_id.to_owned(), held: Some(held) }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    /// Holds `event_id` if no other run of this agent is on it, without waiting.
+    fn enter_now(&self, event_id: &str) -> Option<Alone> {
+        let lock = lock(&self.0).entry(event_id.to_owned()).or_default().clone();
+        let held = lock.try_lock_owned().ok()?;
+        Some(Alone { runs: self.0.clone(), event_id: event_id.to_owned(), held: Some(held) })
     }
 }
 
+fn lock(runs: &std::sync::Mutex<Runs>) -> std::sync::MutexGuard<'_, Runs> {
+    runs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A run's hold on its event (see [`InProgress::enter`]).
-struct Alone<'a> {
-    runs: &'a InProgress,
+struct Alone {
+    runs: Arc<std::sync::Mutex<Runs>>,
     event_id: String,
     held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl Drop for Alone<'_> {
+impl Drop for Alone {
     fn drop(&mut self) {
         drop(self.held.take());
-        let mut map = self.runs.map();
+        let mut map = lock(&self.runs);
         // Gone once nobody holds or waits for it (the map's is the only reference left).
         if map.get(&self.event_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
             map.remove(&self.event_id);
@@ -360,6 +402,27 @@ fn report(services: &Services, agent: &Agent, step: Report) {
 /// Decides what becomes of one message: runs the agent on it unless it is malformed or
 /// already handled. Nothing is settled here.
 async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agent>, message: &Message) -> Verdict {
+    let event = match admit(services, agent, message) {
+        Ok(event) => event,
+        Err(failure) => return Verdict::Nack(failure, None),
+    };
+    // Another delivery of this event being run here (two replays at once, a redelivery while
+    // the first still runs): this one waits for that run to end, then finds its answer in
+    // the ledger. Two runs at once could each act on what the other changed.
+    let alone = agent.in_progress.enter(event.envelope.id()).await;
+    let read = services.store.unless_processed(agent.name(), &event.envelope);
+    decide(services, inboxes, agent, message, event, alone, read).await
+}
+
+/// A well-formed event, its receipt reported.
+struct Admitted {
+    envelope: Envelope,
+    correlation: String,
+}
+
+/// Reads a message's event and reports its receipt; a malformed one is refused for good (the
+/// failure to dead-letter it with).
+fn admit(services: &Services, agent: &Agent, message: &Message) -> Result<Admitted, Failure> {
     let (envelope, replay_name) = match message
         .event()
         .map_err(|e| e.to_string())
@@ -369,7 +432,7 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
         Err(reason) => {
             // Not a CloudEvent in EventBridge's shape: no retry can fix it.
             let failure = Failure::permanent("MALFORMED_EVENT", format!("message {}: {reason}", message.message_id));
-            return Verdict::Nack(failure, None);
+            return Err(failure);
         }
     };
     if choreo_schemas::catalog::lookup(envelope.event_type()).is_some()
@@ -377,10 +440,9 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
     {
         // Data that breaks its event's schema: no retry can fix it; the reason goes with it.
         let failure = Failure::permanent("MALFORMED_EVENT", format!("event {}: {e}", envelope.id()));
-        return Verdict::Nack(failure, None);
+        return Err(failure);
     }
     let correlation = envelope.correlation_id().unwrap_or(envelope.id()).to_owned();
-    let step = |kind| services.observer.emit(&correlation, agent.name(), envelope.id(), kind);
     // The trace context goes with the receipt: the journal's spans hang under the event's
     // `traceparent`, and a replayed event's run is marked with its replay.
     services.observer.emit_with(
@@ -390,11 +452,23 @@ async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agen
         StepKind::Received { event_type: envelope.event_type().to_owned(), receive_count: message.receive_count },
         StepContext { traceparent: envelope.traceparent().map(str::to_owned), replay_name, published: Vec::new() },
     );
-    // Another delivery of this event being run here (two replays at once, a redelivery while
-    // the first still runs): this one waits for that run to end, then finds its answer in
-    // the ledger. Two runs at once could each act on what the other changed.
-    let _alone = agent.in_progress.enter(envelope.id()).await;
-    let prior = match services.store.unless_processed(agent.name(), &envelope) {
+    Ok(Admitted { envelope, correlation })
+}
+
+/// Runs the agent on an admitted event, unless the read (made while holding the event,
+/// `_alone`) found it handled already.
+async fn decide(
+    services: &Arc<Services>,
+    inboxes: &dyn Inboxes,
+    agent: &Arc<Agent>,
+    message: &Message,
+    event: Admitted,
+    _alone: Alone,
+    read: Result<Option<PriorRun>, StoreError>,
+) -> Verdict {
+    let Admitted { envelope, correlation } = event;
+    let step = |kind| services.observer.emit(&correlation, agent.name(), envelope.id(), kind);
+    let prior = match read {
         Ok(Some(prior)) => prior,
         Ok(None) => {
             step(StepKind::Duplicate);

@@ -220,11 +220,25 @@ impl Store {
     /// [`Store::prior_run`], unless `agent` has handled `event` already (`None`: a duplicate),
     /// in the same read transaction: what a delivery needs to know before its run.
     pub fn unless_processed(&self, agent: &str, event: &Envelope) -> Result<Option<PriorRun>, StoreError> {
+        self.unless_processed_all(agent, &[event]).map(|mut all| all.pop().flatten())
+    }
+
+    /// [`Store::unless_processed`] for each of `events`, in one read transaction: the pages
+    /// the lookups share (each index's upper levels) are read once for all of them.
+    pub fn unless_processed_all(&self, agent: &str, events: &[&Envelope]) -> Result<Vec<Option<PriorRun>>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         self.read(|conn| {
-            if super::processed_in(conn, agent, event.id())? {
-                return Ok(None);
-            }
-            prior_in(conn, agent, event).map(Some)
+            events
+                .iter()
+                .map(|event| {
+                    if super::processed_in(conn, agent, event.id())? {
+                        return Ok(None);
+                    }
+                    prior_in(conn, agent, event).map(Some)
+                })
+                .collect()
         })
     }
     /// How `agent` ended its handling of CloudEvent `event_id`, if it did.
@@ -295,6 +309,7 @@ pub fn canonical(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Finished;
     use serde_json::json;
 
     fn meta(args: &Value) -> ClaimMeta<'_> {
@@ -337,6 +352,50 @@ mod tests {
         store.claim("k", &meta(&args)).unwrap();
         store.release("k").unwrap();
         assert_eq!(store.claim("k", &meta(&args)).unwrap(), Claim::Fresh);
+    }
+
+    #[test]
+    fn one_read_answers_each_event_as_its_own_read_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let placed = Envelope::builder("retail", "OrderSupportPlaced").data(json!({})).build().unwrap();
+        let event =
+            |n: u32| placed.follow_up("agents.support", "SupportTriaged").data(json!({"n": n})).build().unwrap();
+        let (handled, answered, fresh, unknown) = (event(1), event(2), event(3), event(4));
+        let case = placed.id();
+        let done = Finished { event_id: handled.id(), correlation_id: case, outcome: "completed", answered: &[] };
+        store.finish("payments", &[done]).unwrap();
+        // `answered`'s run recorded its completion, which reached the case; `fresh` is in the
+        // case, with nothing recorded; `unknown` is nowhere.
+        let completion = answered.follow_up("agents.payments", "PaymentIssueResolved").build().unwrap();
+        let args = json!({"n": 2});
+        let meta = ClaimMeta {
+            agent: "payments",
+            event_id: answered.id(),
+            correlation_id: case,
+            tool: "complete.PaymentIssueResolved",
+            args: &args,
+        };
+        let key = effect_key(answered.id(), meta.tool, &args);
+        store.record_once(&key, &meta, &completion.to_json_value()).unwrap();
+        for e in [&placed, &fresh, &answered, &completion] {
+            store.record_event(e).unwrap();
+        }
+
+        let all = store.unless_processed_all("payments", &[&handled, &answered, &fresh, &unknown]).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0], None, "handled already");
+        let prior = all[1].as_ref().expect("answered is not processed");
+        assert!(prior.in_case);
+        assert_eq!(prior.answers.len(), 1);
+        assert_eq!((prior.answers[0].key.as_str(), prior.answers[0].in_case), (key.as_str(), true));
+        assert_eq!(prior.answers[0].recorded["id"], completion.id());
+        assert_eq!(all[2], Some(PriorRun { in_case: true, answers: Vec::new() }));
+        assert_eq!(all[3], Some(PriorRun { in_case: false, answers: Vec::new() }));
+        for (e, batched) in [&handled, &answered, &fresh, &unknown].into_iter().zip(&all) {
+            assert_eq!(&store.unless_processed("payments", e).unwrap(), batched, "event {}", e.id());
+        }
+        assert!(store.unless_processed_all("payments", &[]).unwrap().is_empty());
     }
 
     #[test]
