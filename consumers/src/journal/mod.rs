@@ -30,7 +30,12 @@ pub use read::{CaseEvent, CaseLog, Effect, ReadError, read_case};
 pub const BATCH: usize = 16_384;
 /// How long the writer lets steps queue after the first before it commits them: what a
 /// trace may lag behind the runs (a flush cuts it short).
-pub const LINGER: Duration = Duration::from_millis(250);
+pub const LINGER: Duration = Duration::from_millis(50);
+/// Steps in a round past which the next round queues for [`LOADED_LINGER`]: under load a
+/// commit takes a quarter second of steps, each page of the case index written fewer times.
+pub const LOADED: usize = 1024;
+/// How long a round lets steps queue after a busy one.
+pub const LOADED_LINGER: Duration = Duration::from_millis(250);
 /// Longest text kept of a tool's arguments, a model's text or a failure.
 const SUMMARY: usize = 240;
 

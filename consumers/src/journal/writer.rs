@@ -1,6 +1,7 @@
 //! The journal's writer thread. It wakes for the first step after a quiet spell, lets steps
-//! queue for [`LINGER`] (agents' sends then wake nobody), and commits what queued in
-//! transactions of at most [`BATCH`] steps to the journal's file; a flush cuts the wait.
+//! queue for [`LINGER`] (agents' sends then wake nobody; [`LOADED_LINGER`] after a round of
+//! [`LOADED`] steps or more), and commits what queued in transactions of at most [`BATCH`]
+//! steps to the journal's file; a flush cuts the wait.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::file::File;
 use super::otlp::{self, Exporter};
-use super::{BATCH, Entry, LINGER, Message, StepRow, row_of};
+use super::{BATCH, Entry, LINGER, LOADED, LOADED_LINGER, Message, StepRow, row_of};
 use crate::store::{Store, StoreError};
 
 /// Attempts at committing one transaction before its steps are given up (logged).
@@ -73,10 +74,13 @@ struct Writer {
 impl Writer {
     fn run(mut self, receiver: &mpsc::Receiver<Message>) {
         let mut rows = Vec::with_capacity(BATCH);
+        // Steps the last round wrote: a busy round lets the next one queue longer.
+        let mut written = 0;
         // Ends when every sender is gone, after writing what they sent.
         while let Ok(first) = receiver.recv() {
             if matches!(first, Message::Step(_)) {
-                let deadline = Instant::now() + LINGER;
+                let linger = if written >= LOADED { LOADED_LINGER } else { LINGER };
+                let deadline = Instant::now() + linger;
                 while !self.flush_asked.load(Ordering::Acquire) {
                     let now = Instant::now();
                     if now >= deadline {
@@ -89,9 +93,11 @@ impl Writer {
             // starts the next round at once.
             self.flush_asked.store(false, Ordering::Release);
             let mut next = Some(first);
+            written = 0;
             while let Some(message) = next.take() {
                 match message {
                     Message::Step(step) => {
+                        written += 1;
                         rows.push(self.fill(row_of(*step)));
                         if rows.len() >= BATCH {
                             self.commit(&mut rows);
