@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, StepRow};
-use crate::store::StoreError;
+use crate::store::{StoreError, open_checked};
 
 /// The file name of the journal in a data directory.
 pub const JOURNAL_FILE: &str = "journal.db";
@@ -67,18 +67,7 @@ impl File {
     pub fn open(dir: &Path) -> Result<File, StoreError> {
         let path = dir.join(JOURNAL_FILE);
         let fail = |e: rusqlite::Error| StoreError::of(&path, e);
-        let conn = Connection::open(&path).map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
-        let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(fail)?;
-        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
-        if app != 0 && app != APPLICATION_ID {
-            return Err(StoreError { path, detail: "not a Choreo step journal".into(), retryable: false });
-        }
-        if version > SCHEMA_VERSION {
-            return Err(StoreError { path, detail: "written by a newer Choreo".into(), retryable: false });
-        }
-        // As the store: a process crash loses nothing committed, with no fsync per commit.
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(fail)?;
+        let conn = open_checked(&path, APPLICATION_ID, SCHEMA_VERSION, "a Choreo step journal")?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(fail)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;

@@ -114,23 +114,11 @@ impl Store {
             detail: format!("cannot create the data directory: {e}"),
             retryable: false,
         })?;
-        let conn = Connection::open(&path).map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        let conn = open_checked(&path, APPLICATION_ID, SCHEMA_VERSION, "a Choreo agents store")?;
         conn.set_prepared_statement_cache_capacity(64);
         // Planned once: SQLite (built with STAT4) would otherwise prepare a cached statement
         // again whenever a bound value might change its plan, on every call of the hot ones.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(fail)?;
-        let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(fail)?;
-        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
-        if app != 0 && app != APPLICATION_ID {
-            return Err(StoreError { path, detail: "not a Choreo agents store".into(), retryable: false });
-        }
-        if version > SCHEMA_VERSION {
-            return Err(StoreError { path, detail: "written by a newer Choreo".into(), retryable: false });
-        }
-        // WAL with synchronous=NORMAL survives a process crash (kill -9) without an fsync per
-        // statement; the effects themselves are guarded downstream by idempotency keys too.
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(fail)?;
         // The journal's thread checkpoints passively after each round (see `journal::writer`);
         // a checkpoint inside a commit here would fsync with the store's lock held, every agent
         // waiting. This is the backstop, should the journal's checkpoints fall behind.
@@ -234,6 +222,28 @@ pub struct Finished<'a> {
     pub outcome: &'a str,
     /// The ledger keys that answered the run in place of the model.
     pub answered: &'a [String],
+}
+
+/// Opens (creating if needed) the SQLite file at `path` for writing, in WAL mode with
+/// `synchronous=NORMAL` (a process crash, `kill -9` included, loses nothing committed, with no
+/// fsync per commit), after checking that it is `what` (its `application_id`, or a new file)
+/// and not written by a newer Choreo (its `user_version`). The caller creates its schema and
+/// stamps both.
+pub(crate) fn open_checked(path: &Path, app_id: i32, version: i32, what: &str) -> Result<Connection, StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::of(path, e);
+    let refuse = |detail: String| StoreError { path: path.to_owned(), detail, retryable: false };
+    let conn = Connection::open(path).map_err(fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+    let found: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(fail)?;
+    let written: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
+    if found != 0 && found != app_id {
+        return Err(refuse(format!("not {what}")));
+    }
+    if written > version {
+        return Err(refuse("written by a newer Choreo".into()));
+    }
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(fail)?;
+    Ok(conn)
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
