@@ -213,12 +213,8 @@ async fn poll(poller: Poller) {
                     Some((alone, read)) => {
                         decide(services, inboxes.as_ref(), agent, &message, event, alone, read).await
                     }
-                    // Another run holds this event: this one waits for it (see `judge`).
-                    None => {
-                        let alone = agent.in_progress.enter(event.envelope.id()).await;
-                        let read = services.store.unless_processed(agent.name(), &event.envelope);
-                        decide(services, inboxes.as_ref(), agent, &message, event, alone, read).await
-                    }
+                    // Another run holds this event: this one waits for it.
+                    None => wait_then_decide(services, inboxes.as_ref(), agent, &message, event).await,
                 };
                 let _ = settle.send(Handled { message, verdict, slot });
             });
@@ -238,21 +234,34 @@ async fn poll(poller: Poller) {
 #[derive(Debug, Default)]
 pub(crate) struct InProgress(Arc<std::sync::Mutex<Runs>>);
 
-type Runs = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
+type Runs = HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>;
 
 impl InProgress {
     /// Waits until no other run of this agent is on `event_id`, then holds it until dropped.
     async fn enter(&self, event_id: &str) -> Alone {
-        let lock = lock(&self.0).entry(event_id.to_owned()).or_default().clone();
+        let (event_id, lock) = self.lock_of(event_id);
         let held = lock.lock_owned().await;
-        Alone { runs: self.0.clone(), event_id: event_id.to_owned(), held: Some(held) }
+        Alone { runs: self.0.clone(), event_id, held: Some(held) }
     }
 
     /// Holds `event_id` if no other run of this agent is on it, without waiting.
     fn enter_now(&self, event_id: &str) -> Option<Alone> {
-        let lock = lock(&self.0).entry(event_id.to_owned()).or_default().clone();
+        let (event_id, lock) = self.lock_of(event_id);
         let held = lock.try_lock_owned().ok()?;
-        Some(Alone { runs: self.0.clone(), event_id: event_id.to_owned(), held: Some(held) })
+        Some(Alone { runs: self.0.clone(), event_id, held: Some(held) })
+    }
+
+    /// The event's lock (made if there is none), and the id it is kept under.
+    fn lock_of(&self, event_id: &str) -> (Arc<str>, Arc<tokio::sync::Mutex<()>>) {
+        let mut runs = lock(&self.0);
+        match runs.get_key_value(event_id) {
+            Some((id, lock)) => (id.clone(), lock.clone()),
+            None => {
+                let (id, lock): (Arc<str>, _) = (event_id.into(), Arc::default());
+                runs.insert(id.clone(), Arc::clone(&lock));
+                (id, lock)
+            }
+        }
     }
 }
 
@@ -263,7 +272,7 @@ fn lock(runs: &std::sync::Mutex<Runs>) -> std::sync::MutexGuard<'_, Runs> {
 /// A run's hold on its event (see [`InProgress::enter`]).
 struct Alone {
     runs: Arc<std::sync::Mutex<Runs>>,
-    event_id: String,
+    event_id: Arc<str>,
     held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -272,7 +281,7 @@ impl Drop for Alone {
         drop(self.held.take());
         let mut map = lock(&self.runs);
         // Gone once nobody holds or waits for it (the map's is the only reference left).
-        if map.get(&self.event_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+        if map.get(&*self.event_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
             map.remove(&self.event_id);
         }
     }
@@ -402,10 +411,20 @@ fn report(services: &Services, agent: &Agent, step: Report) {
 /// Decides what becomes of one message: runs the agent on it unless it is malformed or
 /// already handled. Nothing is settled here.
 async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agent>, message: &Message) -> Verdict {
-    let event = match admit(services, agent, message) {
-        Ok(event) => event,
-        Err(failure) => return Verdict::Nack(failure, None),
-    };
+    match admit(services, agent, message) {
+        Ok(event) => wait_then_decide(services, inboxes, agent, message, event).await,
+        Err(failure) => Verdict::Nack(failure, None),
+    }
+}
+
+/// Holds the event, first waiting for any other run on it to end, then reads and decides.
+async fn wait_then_decide(
+    services: &Arc<Services>,
+    inboxes: &dyn Inboxes,
+    agent: &Arc<Agent>,
+    message: &Message,
+    event: Admitted,
+) -> Verdict {
     // Another delivery of this event being run here (two replays at once, a redelivery while
     // the first still runs): this one waits for that run to end, then finds its answer in
     // the ledger. Two runs at once could each act on what the other changed.

@@ -67,10 +67,7 @@ impl File {
     pub fn open(dir: &Path) -> Result<File, StoreError> {
         let path = dir.join(JOURNAL_FILE);
         let fail = |e: rusqlite::Error| StoreError::of(&path, e);
-        let conn = open_checked(&path, APPLICATION_ID, SCHEMA_VERSION, "a Choreo step journal")?;
-        conn.execute_batch(SCHEMA).map_err(fail)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(fail)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        let conn = open_checked(&path, APPLICATION_ID, SCHEMA_VERSION, "a Choreo step journal", SCHEMA)?;
         let next: Option<i64> = conn.query_row("SELECT max(last) FROM steps", [], |r| r.get(0)).map_err(fail)?;
         Ok(File { conn, next: next.unwrap_or(0) + 1, path })
     }

@@ -114,7 +114,7 @@ impl Store {
             detail: format!("cannot create the data directory: {e}"),
             retryable: false,
         })?;
-        let conn = open_checked(&path, APPLICATION_ID, SCHEMA_VERSION, "a Choreo agents store")?;
+        let conn = open_checked(&path, APPLICATION_ID, SCHEMA_VERSION, "a Choreo agents store", SCHEMA)?;
         conn.set_prepared_statement_cache_capacity(64);
         // Planned once: SQLite (built with STAT4) would otherwise prepare a cached statement
         // again whenever a bound value might change its plan, on every call of the hot ones.
@@ -123,9 +123,6 @@ impl Store {
         // a checkpoint inside a commit here would fsync with the store's lock held, every agent
         // waiting. This is the backstop, should the journal's checkpoints fall behind.
         conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES).map_err(fail)?;
-        conn.execute_batch(SCHEMA).map_err(fail)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(fail)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
         let readers =
             (0..READERS).map(|_| open_reader(&path).map(Mutex::new)).collect::<Result<_, _>>().map_err(fail)?;
         Ok(Self { conn: Mutex::new(conn), readers, next_reader: Default::default(), path })
@@ -227,9 +224,15 @@ pub struct Finished<'a> {
 /// Opens (creating if needed) the SQLite file at `path` for writing, in WAL mode with
 /// `synchronous=NORMAL` (a process crash, `kill -9` included, loses nothing committed, with no
 /// fsync per commit), after checking that it is `what` (its `application_id`, or a new file)
-/// and not written by a newer Choreo (its `user_version`). The caller creates its schema and
-/// stamps both.
-pub(crate) fn open_checked(path: &Path, app_id: i32, version: i32, what: &str) -> Result<Connection, StoreError> {
+/// and not written by a newer Choreo (its `user_version`); then creates what of `schema` is not
+/// there yet and stamps both.
+pub(crate) fn open_checked(
+    path: &Path,
+    app_id: i32,
+    version: i32,
+    what: &str,
+    schema: &str,
+) -> Result<Connection, StoreError> {
     let fail = |e: rusqlite::Error| StoreError::of(path, e);
     let refuse = |detail: String| StoreError { path: path.to_owned(), detail, retryable: false };
     let conn = Connection::open(path).map_err(fail)?;
@@ -243,6 +246,9 @@ pub(crate) fn open_checked(path: &Path, app_id: i32, version: i32, what: &str) -
         return Err(refuse("written by a newer Choreo".into()));
     }
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(fail)?;
+    conn.execute_batch(schema).map_err(fail)?;
+    conn.pragma_update(None, "application_id", app_id).map_err(fail)?;
+    conn.pragma_update(None, "user_version", version).map_err(fail)?;
     Ok(conn)
 }
 
