@@ -1,6 +1,7 @@
 //! The event-bus core of Choreo: EventBridge event patterns (parse, validate, compile, match,
-//! explain); the [`Bus`] and [`Inboxes`] traits; and the embedded engine, [`EmbeddedBus`], a
-//! durable EventBridge-and-SQS on SQLite.
+//! explain); the [`Bus`] and [`Inboxes`] traits; the embedded engine, [`EmbeddedBus`], a
+//! durable EventBridge-and-SQS on SQLite; and the AWS backend, [`AwsBus`], the same traits on
+//! Amazon EventBridge and Amazon SQS.
 //!
 //! ```
 //! use choreo_bus::pattern::{MachineBuilder, Pattern, Scratch};
@@ -19,13 +20,16 @@
 //! ```
 
 pub mod api;
+pub mod aws;
 pub mod clock;
 pub mod embedded;
 pub mod json;
 pub mod pattern;
 pub mod publisher;
+mod retry;
 
 pub use api::{Bus, BusError, Inboxes};
+pub use aws::{AwsBus, AwsConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::{Config, Durability, EmbeddedBus};
 pub use publisher::{Outcome, PublishError, Publisher};

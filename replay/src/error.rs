@@ -21,7 +21,10 @@ impl ReplayError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ReplayError::Invalid(_) | ReplayError::Unknown(_) | ReplayError::NameInUse(_) => true,
-            ReplayError::Bus(e) => !matches!(e, BusError::Storage { .. } | BusError::Closed | BusError::Internal(_)),
+            ReplayError::Bus(e) => {
+                !matches!(e, BusError::Storage { .. } | BusError::Closed | BusError::Internal(_) | BusError::Config(_))
+                    && !e.is_retryable()
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod customer;
+pub mod ministack;
 pub mod served;
 
 /// The `choreo` binary, built once per test process by `cargo build -p choreo --bin choreo`

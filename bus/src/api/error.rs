@@ -46,11 +46,32 @@ pub enum BusError {
     /// The store could not do what was asked; nothing of the call was applied.
     #[error("{}: {kind}: {detail}", path.display())]
     Storage { path: PathBuf, kind: StorageFault, detail: String },
+    /// An AWS service refused or failed the call.
+    #[error(transparent)]
+    Service(Box<ServiceFailure>),
+    /// The backend cannot be used as configured (no region, no credentials, a bad endpoint).
+    #[error("{0}")]
+    Config(String),
     /// The bus was closed, or its writer stopped.
     #[error("the bus is closed")]
     Closed,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A call an AWS service refused or failed: `resource` names what it was about (a rule, a
+/// queue, the bus), `code` is the service's error code (or `Timeout`, `Unreachable`, `Config`
+/// when no answer came).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service} {operation} `{resource}`: {code}: {message}")]
+pub struct ServiceFailure {
+    pub service: String,
+    pub operation: String,
+    pub resource: String,
+    pub code: String,
+    pub message: String,
+    /// Whether another try may succeed (throttling, a 5xx answer, no answer at all).
+    pub retryable: bool,
 }
 
 /// What went wrong with the store, as an operator would want it named.
@@ -78,7 +99,13 @@ impl BusError {
     /// Whether the same call may succeed if tried again later (a locked or full store, a
     /// busy writer); a caller backs off and retries only these.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BusError::Storage { kind: StorageFault::Locked | StorageFault::Full | StorageFault::Io, .. })
+        match self {
+            BusError::Storage { kind, .. } => {
+                matches!(kind, StorageFault::Locked | StorageFault::Full | StorageFault::Io)
+            }
+            BusError::Service(failure) => failure.retryable,
+            _ => false,
+        }
     }
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {

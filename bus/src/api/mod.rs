@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use choreo_schemas::eventbridge::PutEventsEntry;
 use chrono::{DateTime, Utc};
 
-pub use error::{BusError, StorageFault};
+pub use error::{BusError, ServiceFailure, StorageFault};
 pub use types::*;
 
 /// EventBridge's side of the bus.

@@ -5,10 +5,10 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::inbox::{self, COLUMNS, Row, row};
-use super::retry::StoredPolicy;
 use super::rules::{create_inbox, read_rules};
 use super::writer::Ctx;
 use crate::api::{BusError, DeadLetter, InboxSummary, Message, Receipt, Redriven, Target};
+use crate::retry::StoredPolicy;
 
 pub(crate) fn list_inboxes(ctx: &mut Ctx<'_>) -> Result<Vec<InboxSummary>, BusError> {
     let time = |ms: Option<i64>| ms.and_then(chrono::DateTime::from_timestamp_millis);

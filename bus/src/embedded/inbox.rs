@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::DateTime;
 use rusqlite::{OptionalExtension, params};
 
-use super::retry::{self, Next, StoredPolicy};
 use super::writer::Ctx;
 use crate::api::{BusError, DeadLetter, ExhaustedCondition, Failure, Message, NackOutcome, Receipt, ReceiveOptions};
+use crate::retry::{self, Next, StoredPolicy};
 
 /// The failure recorded when a consumer held a message past its visibility timeout.
 const TIMEOUT: &str = "TIMEOUT";

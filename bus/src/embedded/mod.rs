@@ -9,7 +9,6 @@ mod deadletter;
 mod inbox;
 mod put;
 mod replay;
-mod retry;
 mod rules;
 mod store;
 mod writer;
@@ -28,6 +27,15 @@ use crate::api::*;
 use crate::clock::{Clock, SystemClock};
 pub use store::Durability;
 use writer::{Ctx, Job};
+
+/// The checks of a request that both backends make before calling anything, so that bad input
+/// gets the same precise answer whatever runs the bus.
+pub(crate) mod checks {
+    pub(crate) use super::archive::check as archive;
+    pub(crate) use super::put::check_entry as entry;
+    pub(crate) use super::replay::check as replay;
+    pub(crate) use super::rules::{check_rule as rule, check_targets as targets};
+}
 
 /// How an embedded bus runs: where its data lives and how it names itself.
 #[derive(Clone)]

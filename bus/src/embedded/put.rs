@@ -38,7 +38,7 @@ pub(crate) fn prepare(
     let mut answers = vec![None; entries.len()];
     let mut ready = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
-        match check(index, entry, names) {
+        match check_entry(index, entry, &names.bus, &names.bus_arn()) {
             Err((error_code, error_message)) => {
                 answers[index] = Some(EntryResult::Failed { error_code, error_message });
             }
@@ -54,8 +54,9 @@ pub(crate) fn prepare(
     Ok((answers, ready))
 }
 
-/// EventBridge's checks of one entry; the message names the entry, the field and the limit.
-fn check(i: usize, e: &PutEventsEntry, names: &Names) -> Result<(), (ErrorCode, String)> {
+/// EventBridge's checks of one entry for the bus `bus` (`bus_arn`); the message names the
+/// entry, the field and the limit.
+pub(crate) fn check_entry(i: usize, e: &PutEventsEntry, bus: &str, bus_arn: &str) -> Result<(), (ErrorCode, String)> {
     let invalid = |m: String| Err((ErrorCode::InvalidArgument, format!("Entries[{i}].{m}")));
     if e.source.is_empty() {
         return invalid("Source is required".into());
@@ -73,11 +74,11 @@ fn check(i: usize, e: &PutEventsEntry, names: &Names) -> Result<(), (ErrorCode, 
     if chars > MAX_DETAIL_TYPE_CHARS {
         return invalid(format!("DetailType is {chars} characters long; the limit is {MAX_DETAIL_TYPE_CHARS}"));
     }
-    if let Some(bus) = &e.event_bus_name
-        && *bus != names.bus
-        && *bus != names.bus_arn()
+    if let Some(named) = &e.event_bus_name
+        && named != bus
+        && named != bus_arn
     {
-        return invalid(format!("EventBusName: event bus `{bus}` does not exist; this bus is `{}`", names.bus));
+        return invalid(format!("EventBusName: event bus `{named}` does not exist; this bus is `{bus}`"));
     }
     if let Some(r) = e.resources.iter().position(String::is_empty) {
         return invalid(format!("Resources[{r}] is empty"));

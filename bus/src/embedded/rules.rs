@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::retry::StoredPolicy;
 use super::writer::Ctx;
 use crate::api::{BusError, MAX_TARGETS_PER_RULE, RetryPolicy, Rule, RuleSpec, RuleState, Target};
 use crate::pattern::{Machine, MachineBuilder, Pattern};
+use crate::retry::StoredPolicy;
 
 /// The compiled routes: what each machine rule id stands for.
 pub(crate) struct Routes {
