@@ -90,9 +90,9 @@ pub enum LocalError {
     Export(#[from] otlp::ExportError),
 }
 
-/// Everything running.
-pub struct Local {
-    pub bus: Arc<EmbeddedBus>,
+/// Everything running, on the embedded bus unless started on another (`Local::start_on`).
+pub struct Local<B = EmbeddedBus> {
+    pub bus: Arc<B>,
     pub services: Arc<Services>,
     pub agents: Vec<Agent>,
     runtime: Runtime,
@@ -101,16 +101,35 @@ pub struct Local {
 impl Local {
     /// Opens (or creates) the data directory, subscribes every agent and starts them.
     pub async fn start(options: Options) -> Result<Self, LocalError> {
-        let agents = manifest::discover(&options.agents_dir)?;
-        if agents.is_empty() {
-            return Err(LocalError::NoAgents(options.agents_dir));
-        }
+        let agents = discover(&options.agents_dir)?;
+        let bus =
+            Arc::new(EmbeddedBus::open(Config { clock: options.clock.clone(), ..Config::new(&options.data_dir) })?);
+        Self::assemble(options, agents, bus).await
+    }
+}
+
+fn discover(agents_dir: &Path) -> Result<Vec<Agent>, LocalError> {
+    let agents = manifest::discover(agents_dir)?;
+    if agents.is_empty() {
+        return Err(LocalError::NoAgents(agents_dir.to_owned()));
+    }
+    Ok(agents)
+}
+
+impl<B: Bus + Inboxes + 'static> Local<B> {
+    /// The same on another bus (the AWS backend: EventBridge and SQS): the agents' rules and
+    /// queues are put there, the archive made if missing; the store, the journal and the back
+    /// office stay in the data directory.
+    pub async fn start_on(options: Options, bus: Arc<B>) -> Result<Self, LocalError> {
+        let agents = discover(&options.agents_dir)?;
+        Self::assemble(options, agents, bus).await
+    }
+
+    async fn assemble(options: Options, agents: Vec<Agent>, bus: Arc<B>) -> Result<Self, LocalError> {
         let mut model = runtime::connect_model(&options.model, &agents).await?;
         if let Some(layer) = options.model_layer {
             model = layer(model);
         }
-        let bus =
-            Arc::new(EmbeddedBus::open(Config { clock: options.clock.clone(), ..Config::new(&options.data_dir) })?);
         if let Err(e) = bus.describe_archive(ARCHIVE).await {
             if matches!(e, BusError::ArchiveNotFound(_)) {
                 bus.create_archive(ArchiveSpec::new(ARCHIVE)).await?;
