@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod infra;
 pub mod ops;
 pub mod pattern_cmd;
 pub mod publish;
@@ -24,7 +25,7 @@ use std::io::{self, BufReader, BufWriter, Write};
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, PatternCommand, TokenCommand};
+use crate::cli::{Cli, Command, InfraCommand, PatternCommand, TokenCommand};
 
 /// Process exit codes, by kind of outcome.
 pub mod exit {
@@ -92,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Replay(command) => to_stdout(|out| ops::replay(command, &cli.data_dir, out)),
         Command::Dlq(command) => to_stdout(|out| ops::dlq(command, &cli.data_dir, out)),
         Command::Trace(args) => to_stdout(|out| trace::run(&args, &cli.data_dir, out)),
+        Command::Infra(InfraCommand::Synth(args)) => to_stdout(|out| infra::synth(&args, out)),
         Command::Pattern(PatternCommand::Check(args)) => {
             let mut input = BufReader::with_capacity(64 * 1024, io::stdin().lock());
             let mut output = BufWriter::with_capacity(64 * 1024, io::stdout().lock());

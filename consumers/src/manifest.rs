@@ -42,7 +42,7 @@ pub struct Manifest {
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
     /// Runs that call the model at once. Events answered without the model (duplicates,
-    /// finished runs answered from the ledger) take no slot; up to `concurrency` + 320 events
+    /// finished runs answered from the ledger) take no slot; up to `concurrency` + 640 events
     /// are in flight (see `consumer::max_in_flight`).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,

@@ -27,15 +27,21 @@ pub async fn install(bus: &dyn Bus, agents: &[Agent]) -> Result<(), BusError> {
             description: Some(agent.manifest.description.clone()),
         })
         .await?;
-        let retry = RetryPolicy {
-            maximum_retry_attempts: agent.manifest.retry.maximum_retry_attempts,
-            maximum_event_age: Duration::from_secs(agent.manifest.retry.maximum_event_age_seconds),
-            backoff_base: Duration::from_millis(200),
-            backoff_cap: Duration::from_secs(60),
-        };
-        bus.put_targets(&rule, vec![Target::new(agent.inbox(), agent.inbox()).with_retry_policy(retry)]).await?;
+        bus.put_targets(&rule, vec![Target::new(agent.inbox(), agent.inbox()).with_retry_policy(retry_policy(agent))])
+            .await?;
     }
     Ok(())
+}
+
+/// The retry policy of an agent's rule target: the manifest's attempts and event age, a
+/// backoff from 200 ms doubling up to a minute.
+pub fn retry_policy(agent: &Agent) -> RetryPolicy {
+    RetryPolicy {
+        maximum_retry_attempts: agent.manifest.retry.maximum_retry_attempts,
+        maximum_event_age: Duration::from_secs(agent.manifest.retry.maximum_event_age_seconds),
+        backoff_base: Duration::from_millis(200),
+        backoff_cap: Duration::from_secs(60),
+    }
 }
 
 /// The model the agents use. The offline model reads each agent's `offline.toml`; Bedrock

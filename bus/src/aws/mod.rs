@@ -31,6 +31,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::api::BusError;
 pub use errors::Call;
+pub use queues::queue_tags;
 use queues::{InFlight, Queue};
 
 /// How to reach the services and what to call things there.

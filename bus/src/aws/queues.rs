@@ -113,6 +113,17 @@ impl QueuePolicy {
     }
 }
 
+/// The tags a target's queue carries for this backend (`choreo:*`), for a deployment template
+/// to set them as `put_targets` would.
+pub fn queue_tags(
+    policy: &RetryPolicy,
+    dead_letter_inbox: &str,
+    rule_arn: &str,
+    target_id: &str,
+) -> std::collections::BTreeMap<String, String> {
+    QueuePolicy::new(policy, dead_letter_inbox, rule_arn, target_id).tags().into_iter().collect()
+}
+
 /// What a receive learnt of a message that its nack needs and its receipt does not say.
 #[derive(Debug, Clone)]
 pub(super) struct InFlight {

@@ -57,6 +57,41 @@ pub enum Command {
     /// A case's timeline: events, agents, model turns, tool calls, completions, notifications
     #[command(after_help = OPS_EXIT_CODES)]
     Trace(TraceArgs),
+    /// The AWS deployment: the SAM template synthesized from the agent folders
+    #[command(subcommand)]
+    Infra(InfraCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InfraCommand {
+    /// Write the AWS SAM template (JSON) of the agent folders: bus, archive, rules, queues, functions, APIs, tables
+    #[command(after_help = SYNTH_EXIT_CODES)]
+    Synth(SynthArgs),
+}
+
+const SYNTH_EXIT_CODES: &str = "\
+Exit codes:
+  0  the template was written
+  1  the agent folders are invalid (each problem named), or the file could not be written
+  2  usage error";
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// The agent folders (default: consumers/agents of this source tree)
+    #[arg(long, env = "CHOREO_AGENTS_DIR", value_name = "DIR")]
+    pub agents_dir: Option<PathBuf>,
+    /// Write the template to this file instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The custom event bus's name
+    #[arg(long, default_value = "choreo", value_name = "NAME")]
+    pub bus_name: String,
+    /// Days the archive keeps events (0: forever)
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub archive_retention_days: u32,
+    /// The workspace as seen from the template's folder (the functions' CodeUri)
+    #[arg(long, default_value = "..", value_name = "PATH")]
+    pub code_uri: String,
 }
 
 const SERVE_ABOUT: &str = "\

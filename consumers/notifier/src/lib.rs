@@ -135,13 +135,17 @@ pub async fn install(bus: &dyn Bus) -> Result<(), BusError> {
         description: Some("Customer-facing agent completions, pushed to the customer by WebSocket".into()),
     })
     .await?;
-    let retry = RetryPolicy {
+    bus.put_targets(RULE, vec![Target::new(INBOX, INBOX).with_retry_policy(retry_policy())]).await
+}
+
+/// The retry policy of the notifier's rule target: 5 retries with backoff within an hour.
+pub fn retry_policy() -> RetryPolicy {
+    RetryPolicy {
         maximum_retry_attempts: 5,
         maximum_event_age: Duration::from_secs(3600),
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(60),
-    };
-    bus.put_targets(RULE, vec![Target::new(INBOX, INBOX).with_retry_policy(retry)]).await
+    }
 }
 
 /// Why the notifier could not do what was asked.
