@@ -45,7 +45,7 @@ struct Handled {
 }
 
 /// What becomes of a message once handled.
-enum Verdict {
+pub(crate) enum Verdict {
     /// Acknowledged, after recording the run (none for a duplicate).
     Ack(Option<Finish>),
     /// Retried or dead-lettered; the step is reported once the bus has the failure.
@@ -53,14 +53,14 @@ enum Verdict {
 }
 
 /// A run to record as processed, and its `Done` step, reported once it is.
-struct Finish {
+pub(crate) struct Finish {
     outcome: &'static str,
     answered: Vec<String>,
     done: Report,
 }
 
 /// A step to report, with the ids it belongs to.
-struct Report {
+pub(crate) struct Report {
     correlation_id: String,
     event_id: String,
     kind: StepKind,
@@ -348,14 +348,14 @@ async fn settle(services: &Services, inboxes: &dyn Inboxes, agent: &Agent, batch
 
 /// What the bus is to be told of a batch: the messages to acknowledge, and the failures
 /// (with the step each reports once the bus has it).
-struct Settled {
-    acks: Vec<Message>,
-    nacks: Vec<(Message, Failure, Option<Report>)>,
+pub(crate) struct Settled {
+    pub(crate) acks: Vec<Message>,
+    pub(crate) nacks: Vec<(Message, Failure, Option<Report>)>,
 }
 
 /// Records the runs of `batch` that ended, in one transaction of the store, and reports them
 /// done; a run that cannot be recorded is to be retried.
-fn record(services: &Services, agent: &Agent, batch: Vec<(Message, Verdict)>) -> Settled {
+pub(crate) fn record(services: &Services, agent: &Agent, batch: Vec<(Message, Verdict)>) -> Settled {
     let finished: Vec<Finished<'_>> = batch
         .iter()
         .filter_map(|(_, verdict)| match verdict {
@@ -404,13 +404,18 @@ async fn deliver(services: &Services, inboxes: &dyn Inboxes, agent: &Agent, sett
     futures_util::future::join(join_all(acked), join_all(nacked)).await;
 }
 
-fn report(services: &Services, agent: &Agent, step: Report) {
+pub(crate) fn report(services: &Services, agent: &Agent, step: Report) {
     services.observer.emit_with(&step.correlation_id, agent.name(), &step.event_id, step.kind, step.context);
 }
 
 /// Decides what becomes of one message: runs the agent on it unless it is malformed or
 /// already handled. Nothing is settled here.
-async fn judge(services: &Arc<Services>, inboxes: &dyn Inboxes, agent: &Arc<Agent>, message: &Message) -> Verdict {
+pub(crate) async fn judge(
+    services: &Arc<Services>,
+    inboxes: &dyn Inboxes,
+    agent: &Arc<Agent>,
+    message: &Message,
+) -> Verdict {
     match admit(services, agent, message) {
         Ok(event) => wait_then_decide(services, inboxes, agent, message, event).await,
         Err(failure) => Verdict::Nack(failure, None),
@@ -573,7 +578,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("the agent panicked: {text}")
 }
 
-async fn settle_acks(inboxes: &dyn Inboxes, inbox: &str, messages: &[Message]) {
+pub(crate) async fn settle_acks(inboxes: &dyn Inboxes, inbox: &str, messages: &[Message]) {
     let receipts: Vec<_> = messages.iter().map(|m| m.receipt.clone()).collect();
     // A message whose ack failed comes back after its visibility timeout and is deduped then.
     match inboxes.ack_batch(inbox, &receipts).await {

@@ -32,6 +32,7 @@ pub mod cases;
 pub mod choreography;
 pub mod consumer;
 pub mod journal;
+pub mod lambda;
 pub mod local;
 pub mod manifest;
 pub mod observe;

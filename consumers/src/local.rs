@@ -47,6 +47,12 @@ pub struct Options {
     /// Export each agent run's spans there as it ends (needs the journal); by default from
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub otlp: Option<otlp::Endpoint>,
+    /// Run a consumer loop per agent (the default). Off where something else hands the agents
+    /// their messages: a Lambda function fed by its queue (`crate::lambda`).
+    pub consume: bool,
+    /// Put the agents' rules and queues, and the archive, on the bus (the default). Off where a
+    /// deployment template made them (`choreo infra synth`).
+    pub subscribe: bool,
 }
 
 /// A function that wraps the model the agents use.
@@ -63,6 +69,8 @@ impl Options {
             model_layer: None,
             journal: true,
             otlp: otlp::Endpoint::from_env(),
+            consume: true,
+            subscribe: true,
         }
     }
 }
@@ -130,14 +138,16 @@ impl<B: Bus + Inboxes + 'static> Local<B> {
         if let Some(layer) = options.model_layer {
             model = layer(model);
         }
-        if let Err(e) = bus.describe_archive(ARCHIVE).await {
-            if matches!(e, BusError::ArchiveNotFound(_)) {
-                bus.create_archive(ArchiveSpec::new(ARCHIVE)).await?;
-            } else {
-                return Err(e.into());
+        if options.subscribe {
+            if let Err(e) = bus.describe_archive(ARCHIVE).await {
+                if matches!(e, BusError::ArchiveNotFound(_)) {
+                    bus.create_archive(ArchiveSpec::new(ARCHIVE)).await?;
+                } else {
+                    return Err(e.into());
+                }
             }
+            runtime::install(bus.as_ref(), &agents).await?;
         }
-        runtime::install(bus.as_ref(), &agents).await?;
         let backoffice = BackOffice::open(&options.data_dir.join(BACKOFFICE_FILE))?;
         backoffice_seed(&backoffice, options.data_set)?;
         let store = Arc::new(Store::open(&options.data_dir)?);
@@ -156,7 +166,8 @@ impl<B: Bus + Inboxes + 'static> Local<B> {
             observer,
         });
         let inboxes: Arc<dyn Inboxes> = bus.clone();
-        let runtime = Runtime::spawn(services.clone(), inboxes, agents.clone());
+        let consumed = if options.consume { agents.clone() } else { Vec::new() };
+        let runtime = Runtime::spawn(services.clone(), inboxes, consumed);
         Ok(Self { bus, services, agents, runtime })
     }
 

@@ -91,6 +91,13 @@ pub trait Inboxes: Send + Sync {
     /// Keeps a received message hidden for `timeout` from now.
     async fn extend_visibility(&self, inbox: &str, receipt: &Receipt, timeout: Duration) -> Result<(), BusError>;
 
+    /// Takes over a message of `inbox` that someone else received for this process (Lambda's
+    /// event source mapping hands a function its queue's messages): it is settled here from
+    /// now on. The embedded bus needs nothing of it; the AWS backend keeps what a nack needs.
+    fn adopt(&self, inbox: &str, message: &Message) {
+        let _ = (inbox, message);
+    }
+
     /// Every inbox with its counts (dead-letter inboxes among them).
     async fn list_inboxes(&self) -> Result<Vec<InboxSummary>, BusError>;
     /// Up to `limit` messages of an inbox in arrival order after message `after`, without

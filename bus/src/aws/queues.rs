@@ -441,6 +441,16 @@ impl Inboxes for AwsBus {
         }
     }
 
+    fn adopt(&self, _inbox: &str, message: &Message) {
+        let held = InFlight {
+            body: message.body.clone(),
+            receive_count: message.receive_count,
+            sent_ms: message.sent_at.timestamp_millis(),
+            received: std::time::Instant::now(),
+        };
+        self.in_flight().insert(message.receipt.0.clone(), held);
+    }
+
     async fn extend_visibility(&self, inbox: &str, receipt: &Receipt, timeout: Duration) -> Result<(), BusError> {
         if timeout > MAX_VISIBILITY {
             return Err(BusError::invalid(

@@ -1,0 +1,58 @@
+//! One agent as an AWS Lambda function, fed by its SQS queue through an event source mapping
+//! with `ReportBatchItemFailures` (`choreo infra synth` makes the function, its queue and the
+//! mapping). Configured by the environment:
+//!
+//! - `CHOREO_AGENT`: the agent's name (its folder under `CHOREO_AGENTS_DIR`);
+//! - `CHOREO_BUS`: the event bus (default `choreo`); `CHOREO_QUEUE_PREFIX` before queue names;
+//! - `CHOREO_MODEL`: `bedrock:<model-id>` (the template's), `offline`, or `openai:<url>#<model>`;
+//! - `CHOREO_AGENTS_DIR`, `CHOREO_DATA_DIR` (default `/tmp/choreo`: the agents' store and the
+//!   back office, until their DynamoDB backends land);
+//! - the standard AWS settings (region, credentials, `AWS_ENDPOINT_URL` for a local server).
+//!
+//! A missing or unknown agent, a bus that does not exist or a model that cannot be reached
+//! fail the function's start (its init), with the reason in its log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use choreo_bus::{AwsBus, AwsConfig};
+use choreo_consumers::local::{Local, Options, default_agents_dir};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let name = env("CHOREO_AGENT").ok_or("CHOREO_AGENT is not set: name the agent this function runs")?;
+    let mut config = AwsConfig::new(env("CHOREO_BUS").unwrap_or_else(|| "choreo".into()));
+    if let Some(prefix) = env("CHOREO_QUEUE_PREFIX") {
+        config = config.with_queue_prefix(prefix);
+    }
+    let bus = Arc::new(AwsBus::connect(config).await.map_err(|e| format!("the bus: {e}"))?);
+    let mut options = Options::new(env("CHOREO_DATA_DIR").map_or_else(|| PathBuf::from("/tmp/choreo"), PathBuf::from));
+    options.agents_dir = env("CHOREO_AGENTS_DIR").map_or_else(default_agents_dir, PathBuf::from);
+    if let Some(model) = env("CHOREO_MODEL") {
+        options.model = model.parse().map_err(|e| format!("CHOREO_MODEL: {e}"))?;
+    }
+    // The deployment made the rules and queues; messages come from the event source mapping.
+    options.consume = false;
+    options.subscribe = false;
+    let local = Local::start_on(options, bus.clone()).await.map_err(|e| format!("the agents: {e}"))?;
+    let agent = local.agents.iter().find(|a| a.name() == name).cloned().map(Arc::new).ok_or_else(|| {
+        let known: Vec<&str> = local.agents.iter().map(|a| a.name()).collect();
+        format!("CHOREO_AGENT `{name}` is not an agent folder here (there are: {})", known.join(", "))
+    })?;
+    let services = local.services.clone();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let (services, bus, agent) = (services.clone(), bus.clone(), agent.clone());
+        async move {
+            let response: SqsBatchResponse =
+                choreo_consumers::lambda::handle_sqs(&services, bus.as_ref(), &agent, event.payload).await;
+            Ok::<_, Error>(response)
+        }
+    }))
+    .await
+}

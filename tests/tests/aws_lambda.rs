@@ -1,0 +1,257 @@
+//! The `payments` agent as a Lambda function fed by its SQS queue, on ministack's EventBridge and
+//! SQS: a batch of two records (a real triage, a malformed event) is answered with no item to
+//! retry (the triage resolved with one refund, the malformed one dead-lettered with its reason);
+//! a batch whose failure cannot be dead-lettered (the dead-letter queue is gone) reports that
+//! record alone in `batchItemFailures`. Once with the handler called in process, once through
+//! the real Lambda Runtime API of `cargo lambda watch` running the `choreo-agent` binary.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use choreo_bus::api::{Message, ReceiveOptions, RuleSpec, Target};
+use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
+use choreo_consumers::local::{Local, Options};
+use choreo_schemas::catalog::{IssueKind, SupportTriaged};
+use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
+use choreo_schemas::eventbridge::PutEventsEntry;
+use choreo_tests::ministack::Ministack;
+use serde_json::{Value, json};
+
+const INBOX: &str = "agent-payments";
+
+/// The bus with every agent's rule and queue (as a deployment has them) and a watch queue of
+/// the payments' completions; nothing consumes the agents' queues.
+async fn deployed(server: &Ministack, data: &std::path::Path) -> (Arc<AwsBus>, Local<AwsBus>) {
+    let bus = Arc::new(AwsBus::ensure_with(&server.sdk_config(), AwsConfig::new("choreo")).await.unwrap());
+    let mut options = Options::new(data);
+    options.consume = false;
+    let local = Local::start_on(options, bus.clone()).await.expect("the agents' rules and queues");
+    bus.put_rule(RuleSpec::new("watch", r#"{"detail-type": ["PaymentIssueResolved"]}"#)).await.unwrap();
+    bus.put_targets("watch", vec![Target::new("watch", "watch")]).await.unwrap();
+    (bus, local)
+}
+
+/// Puts the seeded customer's triage (a duplicate charge) and a malformed event that payments'
+/// rule matches; answers them as the event source mapping would receive them.
+async fn two_records(bus: &AwsBus) -> Vec<Message> {
+    let triage = SupportTriaged {
+        order_id: "o-1001".into(),
+        issues: vec![IssueKind::DuplicateCharge],
+        summary: "Charged twice for the order.".into(),
+        needed_by: None,
+    };
+    let event = EnvelopeBuilder::of("agents.support", &triage)
+        .subject("orders/o-1001")
+        .correlation_id("case-lambda")
+        .auth(AuthType::AppUser, "c-1001")
+        .build()
+        .unwrap();
+    choreo_consumers::runner::publish(bus, &event).await.unwrap();
+    put_malformed(bus).await;
+    receive(bus, INBOX, 2).await
+}
+
+async fn put_malformed(bus: &AwsBus) {
+    let malformed = PutEventsEntry {
+        source: "agents.support".into(),
+        detail_type: "SupportTriaged".into(),
+        detail: json!({"specversion": "1.0", "data": {"issues": ["duplicate_charge"]}}).to_string(),
+        time: None,
+        resources: Vec::new(),
+        event_bus_name: None,
+        trace_header: None,
+    };
+    let out = bus.put_events(vec![malformed]).await.unwrap();
+    assert_eq!(out.failed_entry_count, 0);
+}
+
+async fn receive(bus: &AwsBus, inbox: &str, n: usize) -> Vec<Message> {
+    let options = ReceiveOptions {
+        max_messages: 10,
+        visibility_timeout: Duration::from_secs(60),
+        wait_time: Duration::from_secs(1),
+    };
+    let mut got = Vec::new();
+    let started = std::time::Instant::now();
+    while got.len() < n && started.elapsed() < Duration::from_secs(30) {
+        got.extend(bus.receive(inbox, options).await.unwrap());
+    }
+    assert_eq!(got.len(), n, "{inbox}: messages received");
+    got
+}
+
+/// The SQS event Lambda's event source mapping would hand the function for `messages`.
+fn sqs_event(messages: &[Message]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt.0,
+                "body": m.body,
+                "attributes": {
+                    "ApproximateReceiveCount": m.receive_count.to_string(),
+                    "SentTimestamp": m.sent_at.timestamp_millis().to_string(),
+                },
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:us-east-1:000000000000:{INBOX}"),
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    json!({"Records": records})
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// After the first batch: the triage resolved once, the malformed event dead-lettered with its
+/// reason, the agent's queue empty.
+async fn first_batch_settled(bus: &AwsBus, response: &Value) {
+    assert_eq!(failures(response), Vec::<String>::new(), "nothing to retry: {response}");
+    let resolved = receive(bus, "watch", 1).await;
+    let event = resolved[0].event().unwrap().to_delivery().unwrap().envelope;
+    assert_eq!(event.correlation_id(), Some("case-lambda"));
+    let dead = receive(bus, "agent-payments-dlq", 1).await;
+    let reason = dead[0].dead_letter.clone().expect("the reason");
+    assert_eq!(reason.error_code, "MALFORMED_EVENT", "{reason:?}");
+    assert_eq!(reason.exhausted_retry_condition, None);
+    let inboxes = bus.list_inboxes().await.unwrap();
+    let queue = inboxes.iter().find(|i| i.name == INBOX).unwrap();
+    assert_eq!(queue.visible + queue.hidden, 0, "the agent's queue is empty");
+}
+
+/// Deletes the agent's dead-letter queue: a permanent failure can then be dead-lettered by
+/// nobody, and must be left to SQS.
+async fn lose_the_dead_letter_queue(server: &Ministack) {
+    let sqs = aws_sdk_sqs::Client::new(&server.sdk_config());
+    let url = sqs.get_queue_url().queue_name("agent-payments-dlq").send().await.unwrap();
+    sqs.delete_queue().queue_url(url.queue_url().unwrap()).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_answers_a_batch_with_only_the_records_to_retry() {
+    let Some(server) = Ministack::start() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let (bus, local) = deployed(&server, data.path()).await;
+    let agent = Arc::new(local.agents.iter().find(|a| a.name() == "payments").unwrap().clone());
+    let handle = |event: Value| {
+        let (services, bus, agent) = (local.services.clone(), bus.clone(), agent.clone());
+        async move {
+            let event: SqsEvent = serde_json::from_value(event).unwrap();
+            let response = choreo_consumers::lambda::handle_sqs(&services, bus.as_ref(), &agent, event).await;
+            serde_json::to_value(response).unwrap()
+        }
+    };
+
+    let records = two_records(&bus).await;
+    first_batch_settled(&bus, &handle(sqs_event(&records)).await).await;
+    let refunds = local.services.backoffice.refunds("o-1001").unwrap();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+
+    lose_the_dead_letter_queue(&server).await;
+    put_malformed(&bus).await;
+    let stuck = receive(&bus, INBOX, 1).await;
+    let response = handle(sqs_event(&stuck)).await;
+    assert_eq!(failures(&response), vec![stuck[0].message_id.clone()], "the one record left to SQS");
+    local.shutdown().await;
+}
+
+/// `cargo lambda watch`: the Lambda Runtime API, running the `choreo-agent` binary on demand.
+struct Watch {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cargo_lambda() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHOREO_CARGO_LAMBDA") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join("cargo-lambda")).find(|p| p.is_file())
+}
+
+fn watch(server: &Ministack, data: &std::path::Path) -> Option<Watch> {
+    let Some(exe) = cargo_lambda() else {
+        let why = "cargo-lambda is not installed: `bash .ci/test` installs it (or `pip install cargo-lambda`)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("SKIPPED (not CI): {why}");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../choreo/Cargo.toml");
+    let mut command = Command::new(exe);
+    command.args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port"]);
+    command.arg(port.to_string()).arg("--manifest-path").arg(manifest);
+    for (k, v) in [
+        ("CHOREO_AGENT", "payments".to_owned()),
+        ("CHOREO_MODEL", "offline".to_owned()),
+        ("CHOREO_DATA_DIR", data.display().to_string()),
+        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+    ] {
+        command.arg("--env-var").arg(format!("{k}={v}"));
+    }
+    let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+    Some(Watch { child, port })
+}
+
+/// Invokes the function through the Runtime API, waiting for it to be up (it is built and
+/// started at the first invoke).
+async fn invoke(watch: &Watch, event: &Value) -> Value {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+    let url = format!("http://127.0.0.1:{}/2015-03-31/functions/choreo-agent/invocations", watch.port);
+    let started = std::time::Instant::now();
+    loop {
+        match client.post(&url).json(event).send().await {
+            Ok(answer) => {
+                let status = answer.status();
+                let body = answer.text().await.unwrap();
+                assert!(status.is_success(), "the invocation failed: {status}: {body}");
+                return serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+            }
+            // Not listening yet.
+            Err(e) if e.is_connect() && started.elapsed() < Duration::from_secs(120) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot invoke the function: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_runs_behind_the_lambda_runtime_api_and_reports_partial_failures() {
+    let Some(server) = Ministack::start() else { return };
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (bus, local) = deployed(&server, ours.path()).await;
+    let Some(watch) = watch(&server, theirs.path()) else { return };
+
+    let records = two_records(&bus).await;
+    first_batch_settled(&bus, &invoke(&watch, &sqs_event(&records)).await).await;
+
+    lose_the_dead_letter_queue(&server).await;
+    put_malformed(&bus).await;
+    let stuck = receive(&bus, INBOX, 1).await;
+    let response = invoke(&watch, &sqs_event(&stuck)).await;
+    assert_eq!(failures(&response), vec![stuck[0].message_id.clone()], "the one record left to SQS");
+    local.shutdown().await;
+}
