@@ -168,24 +168,14 @@ impl Bus for AwsBus {
     }
 
     async fn list_rules(&self) -> Result<Vec<Rule>, BusError> {
-        let call = Call::events("ListRules", &self.bus_name);
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .events
-                .list_rules()
-                .event_bus_name(&self.bus_name)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| call.fail(e))?;
-            names.extend(out.rules().iter().filter_map(|r| r.name().map(str::to_owned)));
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let call = &Call::events("ListRules", &self.bus_name);
+        let names = every_page(|token| async move {
+            let list = self.events.list_rules().event_bus_name(&self.bus_name).set_next_token(token);
+            let out = list.send().await.map_err(|e| call.fail(e))?;
+            let names = out.rules().iter().filter_map(|r| r.name().map(str::to_owned)).collect();
+            Ok((names, out.next_token().map(str::to_owned)))
+        })
+        .await?;
         let mut rules = Vec::with_capacity(names.len());
         for name in names {
             rules.push(self.describe_rule(&name).await?);
@@ -315,24 +305,14 @@ impl Bus for AwsBus {
     }
 
     async fn list_archives(&self) -> Result<Vec<Archive>, BusError> {
-        let call = Call::events("ListArchives", &self.bus_name);
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .events
-                .list_archives()
-                .event_source_arn(&self.bus_arn)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| call.fail(e))?;
-            names.extend(out.archives().iter().filter_map(|a| a.archive_name().map(str::to_owned)));
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let call = &Call::events("ListArchives", &self.bus_name);
+        let names: Vec<String> = every_page(|token| async move {
+            let list = self.events.list_archives().event_source_arn(&self.bus_arn).set_next_token(token);
+            let out = list.send().await.map_err(|e| call.fail(e))?;
+            let names = out.archives().iter().filter_map(|a| a.archive_name().map(str::to_owned)).collect();
+            Ok((names, out.next_token().map(str::to_owned)))
+        })
+        .await?;
         let mut archives = Vec::with_capacity(names.len());
         for name in names {
             archives.push(self.describe_archive(&name).await?);
@@ -428,17 +408,13 @@ impl Bus for AwsBus {
     }
 
     async fn list_replays(&self) -> Result<Vec<Replay>, BusError> {
-        let call = Call::events("ListReplays", &self.bus_name);
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
+        let call = &Call::events("ListReplays", &self.bus_name);
+        let names: Vec<String> = every_page(|token| async move {
             let out = self.events.list_replays().set_next_token(token).send().await.map_err(|e| call.fail(e))?;
-            names.extend(out.replays().iter().filter_map(|r| r.replay_name().map(str::to_owned)));
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+            let names = out.replays().iter().filter_map(|r| r.replay_name().map(str::to_owned)).collect();
+            Ok((names, out.next_token().map(str::to_owned)))
+        })
+        .await?;
         let mut replays = Vec::with_capacity(names.len());
         for name in names {
             replays.push(self.describe_replay(&name).await?);
@@ -451,25 +427,13 @@ impl Bus for AwsBus {
 impl AwsBus {
     /// A rule's targets, read back as [`Target`]s (their queues' Choreo policy included).
     async fn targets_of(&self, rule: &str) -> Result<Vec<Target>, BusError> {
-        let call = Call::events("ListTargetsByRule", rule);
-        let mut found = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .events
-                .list_targets_by_rule()
-                .event_bus_name(&self.bus_name)
-                .rule(rule)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| rule_error(&call, rule, e))?;
-            found.extend(out.targets().iter().cloned());
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let call = &Call::events("ListTargetsByRule", rule);
+        let found: Vec<eb::Target> = every_page(|token| async move {
+            let list = self.events.list_targets_by_rule().event_bus_name(&self.bus_name).rule(rule);
+            let out = list.set_next_token(token).send().await.map_err(|e| rule_error(call, rule, e))?;
+            Ok((out.targets().to_vec(), out.next_token().map(str::to_owned)))
+        })
+        .await?;
         let mut targets = Vec::with_capacity(found.len());
         for t in found {
             let inbox = self.inbox_of(name_of(t.arn())).to_owned();
@@ -500,6 +464,24 @@ fn rule_error<E: errors::ServiceError>(call: &Call<'_>, rule: &str, e: errors::F
     match errors::code(&e) {
         Some(NOT_FOUND) => BusError::RuleNotFound(rule.to_owned()),
         _ => call.fail(e),
+    }
+}
+
+/// Every item of a listing that answers a page at a time, each page asked with the token the
+/// last one ended with.
+async fn every_page<T, F, Fut>(mut page: F) -> Result<Vec<T>, BusError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), BusError>>,
+{
+    let (mut items, mut token) = (Vec::new(), None);
+    loop {
+        let (found, next) = page(token).await?;
+        items.extend(found);
+        match next {
+            Some(next) => token = Some(next),
+            None => return Ok(items),
+        }
     }
 }
 
