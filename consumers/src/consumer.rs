@@ -546,7 +546,7 @@ async fn run_guarded(
     loop {
         tokio::select! {
             ended = &mut run => {
-                return ended.unwrap_or_else(|panic| Err(RunError::permanent("AGENT_PANIC", panic_message(panic))));
+                return ended.unwrap_or_else(|panic| Err(RunError::permanent("AGENT_PANIC", crate::runner::panic_message(panic))));
             }
             _ = heartbeat.tick() => {
                 // Failing to extend only risks a redelivery, which is deduped.
@@ -567,15 +567,6 @@ fn published_traces(outcome: &runner::Outcome) -> Vec<PublishedTrace> {
         .into_iter()
         .filter_map(|e| Some(PublishedTrace { id: e.id().to_owned(), traceparent: e.traceparent()?.to_owned() }))
         .collect()
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with no message".to_owned());
-    format!("the agent panicked: {text}")
 }
 
 pub(crate) async fn settle_acks(inboxes: &dyn Inboxes, inbox: &str, messages: &[Message]) {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::AwsBus;
 use super::errors::{self, Call};
-use super::queues::QueuePolicy;
+use super::policy::QueuePolicy;
 use crate::api::*;
 use crate::embedded::checks;
 

@@ -22,6 +22,7 @@
 
 mod errors;
 mod events;
+mod policy;
 mod queues;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::api::BusError;
 pub use errors::Call;
-pub use queues::queue_tags;
+pub use policy::queue_tags;
 use queues::{InFlight, Queue};
 
 /// How to reach the services and what to call things there.

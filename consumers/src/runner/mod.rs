@@ -310,3 +310,13 @@ impl Run<'_> {
 pub(crate) fn data_of(envelope: &Envelope) -> Value {
     envelope.data().cloned().unwrap_or(Value::Null)
 }
+
+/// What a panic of an agent's run said, for its dead letter's reason.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned());
+    format!("the agent panicked: {text}")
+}
