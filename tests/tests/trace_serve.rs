@@ -6,6 +6,8 @@ mod trace_common;
 
 use choreo_tests::customer::{close, connect, submit, until_case_ends};
 use choreo_tests::served::Served;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use trace_common::trace;
 
@@ -21,8 +23,18 @@ async fn trace_reads_a_case_while_choreo_serve_runs_and_all_of_it_after_the_stop
     let case = accepted["case_id"].as_str().expect("a case id").to_owned();
     let seen = until_case_ends(&mut socket, &case).await;
 
-    // The server is running: its writers hold the stores, the trace only reads them.
-    let live = trace(dir.path(), &[&case]);
+    // The server is running: its writers hold the stores, the trace only reads them. The
+    // journal commits a run's steps within its linger (README: a running case's trace may lag
+    // 50 ms), after the customer may have been told: the trace is read until the first run is
+    // there, the whole of it after the stop below.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let live = loop {
+        let live = trace(dir.path(), &[&case]);
+        if live.code != Some(0) || live.stdout.contains("support ← delivery 1 · done") || Instant::now() > deadline {
+            break live;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
     assert_eq!(live.code, Some(0), "{}", live.stderr);
     assert!(live.stdout.contains(&format!("● OrderSupportPlaced {case} · from retail.support-api")), "{}", live.stdout);
     assert!(live.stdout.contains("support ← delivery 1 · done"), "{}", live.stdout);
