@@ -19,7 +19,7 @@ use crate::manifest::{self, Agent, ManifestError};
 use crate::observe::Observer;
 use crate::runner::{self, RunError, Services};
 use crate::runtime::{self, Runtime};
-use crate::store::{Store, StoreError};
+use crate::store::{Ledger, Store, StoreError};
 use crate::tools::Registry;
 
 /// The archive every event of the local bus goes to, for replays.
@@ -53,6 +53,9 @@ pub struct Options {
     /// Put the agents' rules and queues, and the archive, on the bus (the default). Off where a
     /// deployment template made them (`choreo infra synth`).
     pub subscribe: bool,
+    /// The effect ledger, where not the agents' store (`<data-dir>/agents.db`): a table that
+    /// every instance of the agents shares ([`crate::store::DynamoLedger`]).
+    pub ledger: Option<Arc<dyn Ledger>>,
 }
 
 /// A function that wraps the model the agents use.
@@ -71,6 +74,7 @@ impl Options {
             otlp: otlp::Endpoint::from_env(),
             consume: true,
             subscribe: true,
+            ledger: None,
         }
     }
 }
@@ -156,9 +160,11 @@ impl<B: Bus + Inboxes + 'static> Local<B> {
             let exporter = options.otlp.as_ref().map(otlp::Exporter::new).transpose()?;
             observer = observer.with_journal(Journal::open(&store, exporter)?);
         }
+        let ledger: Arc<dyn Ledger> = options.ledger.unwrap_or_else(|| store.clone());
         let services = Arc::new(Services {
             bus: bus.clone(),
             store,
+            ledger,
             backoffice: Arc::new(backoffice),
             tools: Arc::new(Registry::standard()),
             model,

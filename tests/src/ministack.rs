@@ -91,9 +91,15 @@ impl Ministack {
 
     /// An SDK configuration for this server: its endpoint, a region, static test credentials.
     pub fn sdk_config(&self) -> SdkConfig {
+        Self::sdk_config_for(&self.endpoint, Region::new(REGION))
+    }
+
+    /// An SDK configuration for a server at `endpoint` (running or not), with static test
+    /// credentials.
+    pub fn sdk_config_for(endpoint: &str, region: Region) -> SdkConfig {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
+            .region(region)
             .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
                 "test",
                 "test",
@@ -101,7 +107,7 @@ impl Ministack {
                 None,
                 "choreo-tests",
             )))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .build()
     }
 }

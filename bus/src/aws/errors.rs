@@ -42,6 +42,11 @@ pub struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    /// A call to another AWS service (DynamoDB, API Gateway), for the same errors.
+    pub fn new(service: &'static str, operation: &'static str, resource: &'a str) -> Self {
+        Self { service, operation, resource }
+    }
+
     pub fn events(operation: &'static str, resource: &'a str) -> Self {
         Self { service: "EventBridge", operation, resource }
     }

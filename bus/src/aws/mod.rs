@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::api::BusError;
-pub use errors::Call;
+pub use errors::{Call, ServiceError};
 pub use policy::queue_tags;
 use queues::{InFlight, Queue};
 

@@ -20,7 +20,7 @@ use crate::tools::{ToolContext, ToolError};
 
 /// The tool every agent has to hand a case to a human.
 pub const ESCALATE_TOOL: &str = "case.escalate";
-const COMPLETE_PREFIX: &str = "complete.";
+pub const COMPLETE_PREFIX: &str = "complete.";
 
 /// The completion tool of `event` for `agent`: its input schema is the event's data schema.
 pub fn completion_tool(agent: &Agent, event: &str) -> Option<ToolSpec> {
@@ -73,7 +73,7 @@ impl Run<'_> {
         } else if tool_use.name == ESCALATE_TOOL {
             self.escalate_call(&tool_use.input).await?
         } else {
-            self.call_registry(tool_use)?
+            self.call_registry(tool_use).await?
         };
         self.step(StepKind::ToolCall {
             tool: tool_use.name.clone(),
@@ -94,7 +94,7 @@ impl Run<'_> {
         Ok((ToolOutcome::Error, error(message)))
     }
 
-    fn call_registry(&mut self, tool_use: &ToolUse) -> Result<(ToolOutcome, Value), RunError> {
+    async fn call_registry(&mut self, tool_use: &ToolUse) -> Result<(ToolOutcome, Value), RunError> {
         let name = tool_use.name.as_str();
         let tool = match self.services.tools.get(name) {
             Some(tool) if self.agent.manifest.tools.iter().any(|t| t == name) => tool,
@@ -124,7 +124,7 @@ impl Run<'_> {
                 tool: name,
                 args: &tool_use.input,
             };
-            match self.services.store.claim(&key, &meta)? {
+            match self.services.ledger.claim(&key, &meta).await? {
                 Claim::Done(recorded) => return Ok((ToolOutcome::Suppressed, recorded)),
                 // Unsettled: a crash between the effect and its record, or a run acting right
                 // now. The key travels downstream as the idempotency key, so acting again under
@@ -133,9 +133,9 @@ impl Run<'_> {
             }
             let outcome = tool.call(&ctx, tool_use.input.clone());
             match &outcome {
-                Ok(result) => self.services.store.settle(&key, result)?,
+                Ok(result) => self.services.ledger.settle(&key, &meta, result).await?,
                 // Nothing was done: a retry may act.
-                Err(_) => self.services.store.release(&key)?,
+                Err(_) => self.services.ledger.release(&key, &meta).await?,
             }
             outcome
         } else {
@@ -176,7 +176,7 @@ impl Run<'_> {
         };
         let builder = self.event.follow_up(self.agent.source(), event_type).data(data.clone());
         let envelope = self.build(builder, data)?;
-        match self.publish_once(&key, envelope, &format!("{COMPLETE_PREFIX}{event_type}"))? {
+        match self.publish_once(&key, envelope, &format!("{COMPLETE_PREFIX}{event_type}")).await? {
             (true, envelope) => {
                 self.publish(&envelope).await?;
                 let result = json!({ "published": envelope.id(), "type": event_type });
@@ -221,7 +221,7 @@ impl Run<'_> {
         let builder = self.event.follow_up(self.agent.source(), "CaseEscalated").data(data.clone());
         let envelope = self.build(builder, &data)?;
         self.note(NoteKind::Escalated, detail)?;
-        let (fresh, envelope) = self.publish_once(key, envelope, ESCALATE_TOOL)?;
+        let (fresh, envelope) = self.publish_once(key, envelope, ESCALATE_TOOL).await?;
         if fresh || self.unpublished_answer(&envelope)? {
             self.publish(&envelope).await?;
         }
@@ -245,7 +245,7 @@ impl Run<'_> {
 
     /// Records `envelope` under `key` unless an envelope is there already: answers whether
     /// this call recorded it, and the envelope to use.
-    fn publish_once(&self, key: &str, envelope: Envelope, tool: &str) -> Result<(bool, Envelope), RunError> {
+    async fn publish_once(&self, key: &str, envelope: Envelope, tool: &str) -> Result<(bool, Envelope), RunError> {
         let meta = ClaimMeta {
             agent: self.agent.name(),
             event_id: self.event.id(),
@@ -253,7 +253,7 @@ impl Run<'_> {
             tool,
             args: &Value::Null,
         };
-        match self.services.store.record_once(key, &meta, &envelope.to_json_value())? {
+        match self.services.ledger.record_once(key, &meta, &envelope.to_json_value()).await? {
             None => Ok((true, envelope)),
             Some(recorded) => {
                 let recorded = Envelope::from_json_value(recorded)

@@ -17,16 +17,19 @@ use serde_json::Value;
 
 use crate::manifest::Agent;
 use crate::observe::{Observer, StepKind};
-use crate::store::{NoteKind, PriorRun, Store, StoreError};
+use crate::store::{Answer, Ledger, NoteKind, PriorRun, Store, StoreError};
 use crate::tools::Registry;
 
-pub use calls::{ESCALATE_TOOL, completion_tool};
+pub use calls::{COMPLETE_PREFIX, ESCALATE_TOOL, completion_tool};
 pub use publish::publish;
 
 /// What an agent run needs: the bus to publish on, the stores, the tools and the model.
 pub struct Services {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<Store>,
+    /// The effect ledger: the store itself (the embedded default), or a shared table (the
+    /// AWS path: [`crate::store::DynamoLedger`]).
+    pub ledger: Arc<dyn Ledger>,
     pub backoffice: Arc<BackOffice>,
     pub tools: Arc<Registry>,
     pub model: Arc<dyn Model>,
@@ -150,7 +153,23 @@ pub async fn run_after(services: &Services, agent: &Agent, event: &Envelope, pri
     if !prior.in_case {
         services.store.add_event(event)?;
     }
-    if let Some(outcome) = run.answered_by_ledger(prior.answers).await? {
+    // A ledger shared beyond this store (other instances of the agent) says what any earlier
+    // delivery recorded; this store knows only its own.
+    let answers = match services.ledger.recorded(agent.name(), event.id()).await? {
+        None => prior.answers,
+        Some(recorded) => recorded
+            .into_iter()
+            .map(|r| {
+                let case = r.envelope["correlationid"].as_str().or(r.envelope["id"].as_str());
+                let in_case = match (case, r.envelope["id"].as_str()) {
+                    (Some(case), Some(id)) => services.store.has_event(case, id)?,
+                    _ => false,
+                };
+                Ok(Answer { key: r.key, tool: r.tool, recorded: r.envelope, in_case })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?,
+    };
+    if let Some(outcome) = run.answered_by_ledger(answers).await? {
         return Ok(run.ran(outcome));
     }
     // Held until the run ends: `concurrency` bounds the agent's runs that call the model.

@@ -4,6 +4,8 @@
 //! steps in a `steps` table here, still read by `choreo trace`.)
 
 mod cases;
+mod dynamo;
+mod effects;
 mod ledger;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +15,8 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+pub use dynamo::DynamoLedger;
+pub use effects::{Ledger, Recorded};
 pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};
 

@@ -53,9 +53,11 @@ impl Rig {
         );
         let backoffice = BackOffice::open(&dir.path().join("backoffice.db")).expect("back office");
         backoffice.load(&DataSet::seeded()).expect("seed");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
         let services = Arc::new(Services {
             bus: bus.clone(),
-            store: Arc::new(Store::open(dir.path()).expect("store")),
+            ledger: store.clone(),
+            store,
             backoffice: Arc::new(backoffice),
             tools: Arc::new(Registry::standard()),
             model,
