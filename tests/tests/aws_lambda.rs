@@ -3,17 +3,22 @@
 //! retry (the triage resolved with one refund, the malformed one dead-lettered with its reason);
 //! a batch whose failure cannot be dead-lettered (the dead-letter queue is gone) reports that
 //! record alone in `batchItemFailures`. Once with the handler called in process, once through
-//! the real Lambda Runtime API of `cargo lambda watch` running the `choreo-agent` binary.
+//! the real Lambda Runtime API of `cargo lambda watch` running the `choreo-agent` binary (its
+//! ledger in a DynamoDB table). Two instances sharing the ledger's table act once.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use choreo_bus::api::{Message, ReceiveOptions, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
 use choreo_consumers::local::{Local, Options};
+use choreo_consumers::store::{DynamoLedger, Ledger};
+use choreo_models::{Model, ModelError, ModelRequest, ModelResponse};
+use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{IssueKind, SupportTriaged};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
 use choreo_schemas::eventbridge::PutEventsEntry;
@@ -21,12 +26,17 @@ use choreo_tests::ministack::Ministack;
 use serde_json::{Value, json};
 
 const INBOX: &str = "agent-payments";
+/// The ledger's table of the function under `cargo lambda watch`.
+const WATCHED_LEDGER: &str = "choreo-ledger-watched";
 
 /// The bus with every agent's rule and queue (as a deployment has them) and a watch queue of
 /// the payments' completions; nothing consumes the agents' queues.
 async fn deployed(server: &Ministack, data: &std::path::Path) -> (Arc<AwsBus>, Local<AwsBus>) {
+    deployed_with(server, Options::new(data)).await
+}
+
+async fn deployed_with(server: &Ministack, mut options: Options) -> (Arc<AwsBus>, Local<AwsBus>) {
     let bus = Arc::new(AwsBus::ensure_with(&server.sdk_config(), AwsConfig::new("choreo")).await.unwrap());
-    let mut options = Options::new(data);
     options.consume = false;
     let local = Local::start_on(options, bus.clone()).await.expect("the agents' rules and queues");
     bus.put_rule(RuleSpec::new("watch", r#"{"detail-type": ["PaymentIssueResolved"]}"#)).await.unwrap();
@@ -37,21 +47,25 @@ async fn deployed(server: &Ministack, data: &std::path::Path) -> (Arc<AwsBus>, L
 /// Puts the seeded customer's triage (a duplicate charge) and a malformed event that payments'
 /// rule matches; answers them as the event source mapping would receive them.
 async fn two_records(bus: &AwsBus) -> Vec<Message> {
+    choreo_consumers::runner::publish(bus, &triage()).await.unwrap();
+    put_malformed(bus).await;
+    receive(bus, INBOX, 2).await
+}
+
+/// The seeded customer's triage: a duplicate charge.
+fn triage() -> Envelope {
     let triage = SupportTriaged {
         order_id: "o-1001".into(),
         issues: vec![IssueKind::DuplicateCharge],
         summary: "Charged twice for the order.".into(),
         needed_by: None,
     };
-    let event = EnvelopeBuilder::of("agents.support", &triage)
+    EnvelopeBuilder::of("agents.support", &triage)
         .subject("orders/o-1001")
         .correlation_id("case-lambda")
         .auth(AuthType::AppUser, "c-1001")
         .build()
-        .unwrap();
-    choreo_consumers::runner::publish(bus, &event).await.unwrap();
-    put_malformed(bus).await;
-    receive(bus, INBOX, 2).await
+        .unwrap()
 }
 
 async fn put_malformed(bus: &AwsBus) {
@@ -167,6 +181,75 @@ async fn the_handler_answers_a_batch_with_only_the_records_to_retry() {
     local.shutdown().await;
 }
 
+/// Counts the model's calls.
+struct Counted {
+    inner: Arc<dyn Model>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Model for Counted {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    async fn converse(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.converse(request).await
+    }
+}
+
+/// Two instances of the payments function (two data directories: their own stores and back
+/// offices) share the ledger's DynamoDB table. The triage is put twice (a producer's retry:
+/// the same CloudEvent) and each copy goes to another instance: the second finds the first's
+/// completion in the table and answers with it, its model not asked, nothing refunded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_share_the_dynamodb_ledger_act_once() {
+    let Some(server) = Ministack::start() else { return };
+    let ledger = Arc::new(DynamoLedger::new(&server.sdk_config(), "choreo-ledger").unwrap());
+    ledger.ensure_table().await.unwrap();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let instance = |dir: &std::path::Path, calls: Option<Arc<AtomicUsize>>| {
+        let mut options = Options::new(dir);
+        options.ledger = Some(ledger.clone() as Arc<dyn Ledger>);
+        if let Some(calls) = calls {
+            options.model_layer = Some(Box::new(move |inner| Arc::new(Counted { inner, calls }) as Arc<dyn Model>));
+        }
+        options
+    };
+    let (bus, first) = deployed_with(&server, instance(one.path(), None)).await;
+    let mut options = instance(two.path(), Some(calls.clone()));
+    (options.subscribe, options.consume) = (false, false);
+    let second = Local::start_on(options, bus.clone()).await.unwrap();
+
+    let event = triage();
+    choreo_consumers::runner::publish(bus.as_ref(), &event).await.unwrap();
+    choreo_consumers::runner::publish(bus.as_ref(), &event).await.unwrap();
+    let copies = receive(&bus, INBOX, 2).await;
+    for (local, copy) in [(&first, &copies[0]), (&second, &copies[1])] {
+        let agent = Arc::new(local.agents.iter().find(|a| a.name() == "payments").unwrap().clone());
+        let batch: SqsEvent = serde_json::from_value(sqs_event(std::slice::from_ref(copy))).unwrap();
+        let response = choreo_consumers::lambda::handle_sqs(&local.services, bus.as_ref(), &agent, batch).await;
+        assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    }
+
+    assert_eq!(first.services.backoffice.refunds("o-1001").unwrap().len(), 1, "the first instance refunded");
+    assert!(second.services.backoffice.refunds("o-1001").unwrap().is_empty(), "the second did not");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the second instance's model was not asked");
+    // Both copies were answered with the one completion (the second published it again, with
+    // its id: subscribers dedupe it).
+    let answers = receive(&bus, "watch", 2).await;
+    let ids: Vec<String> =
+        answers.iter().map(|m| m.event().unwrap().to_delivery().unwrap().envelope.id().to_owned()).collect();
+    assert_eq!(ids[0], ids[1], "one completion, twice");
+    let recorded = ledger.recorded("payments", event.id()).await.unwrap().unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].envelope["id"], ids[0].as_str());
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
 /// `cargo lambda watch`: the Lambda Runtime API, running the `choreo-agent` binary on demand.
 struct Watch {
     child: Child,
@@ -204,6 +287,7 @@ fn watch(server: &Ministack, data: &std::path::Path) -> Option<Watch> {
         ("CHOREO_AGENT", "payments".to_owned()),
         ("CHOREO_MODEL", "offline".to_owned()),
         ("CHOREO_DATA_DIR", data.display().to_string()),
+        ("CHOREO_LEDGER_TABLE", WATCHED_LEDGER.to_owned()),
         ("AWS_ENDPOINT_URL", server.endpoint.clone()),
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
@@ -243,10 +327,16 @@ async fn the_function_runs_behind_the_lambda_runtime_api_and_reports_partial_fai
     let Some(server) = Ministack::start() else { return };
     let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (bus, local) = deployed(&server, ours.path()).await;
+    let ledger = DynamoLedger::new(&server.sdk_config(), WATCHED_LEDGER).unwrap();
+    ledger.ensure_table().await.unwrap();
     let Some(watch) = watch(&server, theirs.path()) else { return };
 
     let records = two_records(&bus).await;
     first_batch_settled(&bus, &invoke(&watch, &sqs_event(&records)).await).await;
+    // The function recorded its completion in the ledger's table.
+    let triage = records.iter().find_map(|m| m.event().ok()?.to_delivery().ok()).expect("the triage").envelope;
+    let recorded = ledger.recorded("payments", triage.id()).await.unwrap().unwrap();
+    assert_eq!(recorded.iter().map(|r| r.tool.as_str()).collect::<Vec<_>>(), ["complete.PaymentIssueResolved"]);
 
     lose_the_dead_letter_queue(&server).await;
     put_malformed(&bus).await;

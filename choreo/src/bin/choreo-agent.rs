@@ -5,8 +5,11 @@
 //! - `CHOREO_AGENT`: the agent's name (its folder under `CHOREO_AGENTS_DIR`);
 //! - `CHOREO_BUS`: the event bus (default `choreo`); `CHOREO_QUEUE_PREFIX` before queue names;
 //! - `CHOREO_MODEL`: `bedrock:<model-id>` (the template's), `offline`, or `openai:<url>#<model>`;
-//! - `CHOREO_AGENTS_DIR`, `CHOREO_DATA_DIR` (default `/tmp/choreo`: the agents' store and the
-//!   back office, until their DynamoDB backends land);
+//! - `CHOREO_LEDGER_TABLE`: the DynamoDB table of the effect ledger (the template's
+//!   `LedgerTable`), shared by every instance of every agent; without it, the ledger is the
+//!   instance's own store (fine on one instance, as under `cargo lambda watch`);
+//! - `CHOREO_AGENTS_DIR`, `CHOREO_DATA_DIR` (default `/tmp/choreo`: the instance's store of
+//!   runs and cases, and the reference back office);
 //! - the standard AWS settings (region, credentials, `AWS_ENDPOINT_URL` for a local server).
 //!
 //! A missing or unknown agent, a bus that does not exist or a model that cannot be reached
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use choreo_bus::{AwsBus, AwsConfig};
 use choreo_consumers::local::{Local, Options, default_agents_dir};
+use choreo_consumers::store::DynamoLedger;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 fn env(name: &str) -> Option<String> {
@@ -36,6 +40,11 @@ async fn main() -> Result<(), Error> {
     options.agents_dir = env("CHOREO_AGENTS_DIR").map_or_else(default_agents_dir, PathBuf::from);
     if let Some(model) = env("CHOREO_MODEL") {
         options.model = model.parse().map_err(|e| format!("CHOREO_MODEL: {e}"))?;
+    }
+    if let Some(table) = env("CHOREO_LEDGER_TABLE") {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let ledger = DynamoLedger::new(&sdk, table).map_err(|e| format!("the ledger: {e}"))?;
+        options.ledger = Some(Arc::new(ledger));
     }
     // The deployment made the rules and queues; messages come from the event source mapping.
     options.consume = false;

@@ -59,8 +59,9 @@ impl DynamoLedger {
     /// deployment template makes it) and waits until it is active.
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
         let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-        let attribute =
-            |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+        let attribute = |name: &str| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+        };
         let created = self
             .client
             .create_table()
@@ -80,7 +81,11 @@ impl DynamoLedger {
         Ok(())
     }
 
-    fn fail<E: choreo_bus::aws::ServiceError>(&self, operation: &'static str, e: SdkError<E, HttpResponse>) -> StoreError {
+    fn fail<E: choreo_bus::aws::ServiceError>(
+        &self,
+        operation: &'static str,
+        e: SdkError<E, HttpResponse>,
+    ) -> StoreError {
         let failure = Call::new("DynamoDB", operation, &self.table).fail(e);
         let retryable = failure.is_retryable();
         let detail = match failure {

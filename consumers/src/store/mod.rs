@@ -15,9 +15,9 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use dynamo::DynamoLedger;
 pub use effects::{Ledger, Recorded};
-pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
 pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};
 
 /// The file name of the store in a data directory.
