@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod demo;
 pub mod infra;
+pub mod jwks;
 pub mod ops;
 pub mod pattern_cmd;
 pub mod publish;

@@ -115,7 +115,7 @@ pub fn synth(agents: &[Agent], settings: &Settings) -> Value {
             &settings.code_uri,
             "The ingest API: customers' requests and systems' events, checked and put on the bus",
             30,
-            json!({"CHOREO_TOKEN_KEY": {"Ref": "TokenKey"}}),
+            json!({"CHOREO_JWKS_URL": {"Ref": "JwksUrl"}, "CHOREO_TOKEN_ISSUER": {"Ref": "TokenIssuer"}}),
             vec![json!({"EventBridgePutEventsPolicy": {"EventBusName": {"Ref": "EventBus"}}})],
             json!({"Api": {"Type": "HttpApi", "Properties": {"Path": "/v1/{proxy+}", "Method": "ANY"}}}),
         ),
@@ -131,11 +131,15 @@ pub fn synth(agents: &[Agent], settings: &Settings) -> Value {
                 "MinLength": 1,
                 "Description": "The Bedrock model (or inference profile) id the agents call through Converse",
             },
-            "TokenKey": {
+            "JwksUrl": {
                 "Type": "String",
-                "NoEcho": true,
-                "MinLength": 32,
-                "Description": "The key customers' tokens are signed with (HS256), shared by the ingest API and the notifier",
+                "AllowedPattern": "https://.+",
+                "Description": "The JSON Web Key Set (https) of the issuer of customers' and services' tokens (a Cognito user pool's, an OIDC provider's); read by the ingest API and the notifier",
+            },
+            "TokenIssuer": {
+                "Type": "String",
+                "MinLength": 1,
+                "Description": "The `iss` of the tokens the ingest API and the notifier accept (audience `choreo`)",
             },
         },
         "Globals": {"Function": {
@@ -252,7 +256,7 @@ fn subscription(id: &str, inbox: &str, pattern: Value, policy: &RetryPolicy, tim
 /// `$disconnect` and `$default` (acknowledgements) go to one function, and a function fed by
 /// the notifier's queue that pushes with `PostToConnection`.
 fn notifier(code_uri: &str) -> Vec<(String, Value)> {
-    let socket_env = json!({"CHOREO_TOKEN_KEY": {"Ref": "TokenKey"}, "CHOREO_NOTIFIER_ROLE": "socket"});
+    let socket_env = json!({"CHOREO_JWKS_URL": {"Ref": "JwksUrl"}, "CHOREO_TOKEN_ISSUER": {"Ref": "TokenIssuer"}, "CHOREO_NOTIFIER_ROLE": "socket"});
     let push_env = json!({
         "CHOREO_NOTIFIER_ROLE": "push",
         "CHOREO_WEBSOCKET_ENDPOINT": {"Fn::Sub": "https://${NotificationsApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live"},

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod customer;
+pub mod lambda_watch;
 pub mod ministack;
 pub mod served;
 

@@ -6,8 +6,6 @@
 //! the real Lambda Runtime API of `cargo lambda watch` running the `choreo-agent` binary (its
 //! ledger in a DynamoDB table). Two instances sharing the ledger's table act once.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,6 +20,7 @@ use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{IssueKind, SupportTriaged};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
 use choreo_schemas::eventbridge::PutEventsEntry;
+use choreo_tests::lambda_watch::Watch;
 use choreo_tests::ministack::Ministack;
 use serde_json::{Value, json};
 
@@ -250,40 +249,9 @@ async fn instances_that_share_the_dynamodb_ledger_act_once() {
     second.shutdown().await;
 }
 
-/// `cargo lambda watch`: the Lambda Runtime API, running the `choreo-agent` binary on demand.
-struct Watch {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cargo_lambda() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHOREO_CARGO_LAMBDA") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("cargo-lambda")).find(|p| p.is_file())
-}
-
+/// `cargo lambda watch` running the `choreo-agent` binary for payments, on `server`.
 fn watch(server: &Ministack, data: &std::path::Path) -> Option<Watch> {
-    let Some(exe) = cargo_lambda() else {
-        let why = "cargo-lambda is not installed: `bash .ci/test` installs it (or `pip install cargo-lambda`)";
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("SKIPPED (not CI): {why}");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../choreo/Cargo.toml");
-    let mut command = Command::new(exe);
-    command.args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port"]);
-    command.arg(port.to_string()).arg("--manifest-path").arg(manifest);
-    for (k, v) in [
+    Watch::start(&[
         ("CHOREO_AGENT", "payments".to_owned()),
         ("CHOREO_MODEL", "offline".to_owned()),
         ("CHOREO_DATA_DIR", data.display().to_string()),
@@ -292,34 +260,11 @@ fn watch(server: &Ministack, data: &std::path::Path) -> Option<Watch> {
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ] {
-        command.arg("--env-var").arg(format!("{k}={v}"));
-    }
-    let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
-    Some(Watch { child, port })
+    ])
 }
 
-/// Invokes the function through the Runtime API, waiting for it to be up (it is built and
-/// started at the first invoke).
 async fn invoke(watch: &Watch, event: &Value) -> Value {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
-    let url = format!("http://127.0.0.1:{}/2015-03-31/functions/choreo-agent/invocations", watch.port);
-    let started = std::time::Instant::now();
-    loop {
-        match client.post(&url).json(event).send().await {
-            Ok(answer) => {
-                let status = answer.status();
-                let body = answer.text().await.unwrap();
-                assert!(status.is_success(), "the invocation failed: {status}: {body}");
-                return serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-            }
-            // Not listening yet.
-            Err(e) if e.is_connect() && started.elapsed() < Duration::from_secs(120) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("cannot invoke the function: {e}"),
-        }
-    }
+    watch.invoke("choreo-agent", event).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,3 +55,18 @@ fn readme_main_command_prints_the_case_the_readme_shows() {
     let extra: Vec<_> = got.difference(&want).collect();
     assert!(extra.is_empty(), "demo lines the README does not show: {extra:#?}");
 }
+
+/// The README's commands start with `cargo run -q -p choreo --`: the package has several
+/// binaries (the Lambda functions beside the command), so it must say which one runs.
+#[test]
+fn cargo_run_p_choreo_runs_the_choreo_command() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args(["run", "-q", "--locked", "-p", "choreo", "--", "--version"])
+        .output()
+        .expect("run cargo");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.starts_with("choreo "), "{stdout}");
+}

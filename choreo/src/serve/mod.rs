@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use choreo_auth::{Issuer, Verifier};
+use choreo_auth::Issuer;
 use choreo_bus::Inboxes;
 use choreo_consumers::local::{BACKOFFICE_FILE, Local, Options};
 use choreo_models::ModelSpec;
@@ -68,9 +68,6 @@ pub struct Server {
 
 /// How often the outbox relay looks for new rows when nothing woke it.
 const RELAY_POLL: Duration = Duration::from_millis(200);
-/// How often a production key set is fetched again (key rotation).
-const JWKS_REFRESH: Duration = Duration::from_secs(600);
-
 /// Starts everything and returns once the port is open.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
     // The port first: a port in use fails before anything touches the data directory.
@@ -85,8 +82,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
             (issuer.verifier(), Some(Arc::new(issuer)), None)
         }
         Trust::Jwks { url, issuer } => {
-            let verifier = fetch_jwks(url, issuer).await?;
-            let refresh = tokio::spawn(refresh_jwks(verifier.clone(), url.clone()));
+            let verifier = crate::jwks::fetch(url, issuer).await?;
+            let refresh = tokio::spawn(crate::jwks::refresh(verifier.clone(), url.clone()));
             (verifier, None, Some(refresh))
         }
     };
@@ -194,34 +191,4 @@ async fn stop_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
-}
-
-async fn fetch_jwks(url: &str, issuer: &str) -> anyhow::Result<Verifier> {
-    let text = get_jwks(url).await?;
-    Verifier::from_jwks(&text, issuer).with_context(|| format!("the key set at {url}"))
-}
-
-async fn get_jwks(url: &str) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .with_context(|| format!("fetch the key set {url}"))?;
-    let status = response.status();
-    anyhow::ensure!(status.is_success(), "fetch the key set {url}: HTTP {status}");
-    response.text().await.with_context(|| format!("read the key set {url}"))
-}
-
-async fn refresh_jwks(verifier: Verifier, url: String) {
-    let mut every = tokio::time::interval(JWKS_REFRESH);
-    every.tick().await;
-    loop {
-        every.tick().await;
-        match get_jwks(&url).await.and_then(|text| Ok(verifier.replace_keys(&text)?)) {
-            Ok(()) => tracing::debug!(%url, "key set refreshed"),
-            // The keys we have stay in use; the next refresh tries again.
-            Err(e) => tracing::warn!(%url, error = %e, "key set refresh failed"),
-        }
-    }
 }
