@@ -253,14 +253,17 @@ fn subscription(id: &str, inbox: &str, pattern: Value, policy: &RetryPolicy, tim
 }
 
 /// The notifier on API Gateway: a WebSocket API whose `$connect` (the token checked there),
-/// `$disconnect` and `$default` (acknowledgements) go to one function, and a function fed by
+/// `$disconnect` and `$default` (`hello`, acknowledgements) go to one function, and a function fed by
 /// the notifier's queue that pushes with `PostToConnection`.
 fn notifier(code_uri: &str) -> Vec<(String, Value)> {
-    let socket_env = json!({"CHOREO_JWKS_URL": {"Ref": "JwksUrl"}, "CHOREO_TOKEN_ISSUER": {"Ref": "TokenIssuer"}, "CHOREO_NOTIFIER_ROLE": "socket"});
-    let push_env = json!({
-        "CHOREO_NOTIFIER_ROLE": "push",
-        "CHOREO_WEBSOCKET_ENDPOINT": {"Fn::Sub": "https://${NotificationsApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live"},
+    let endpoint = json!({"Fn::Sub": "https://${NotificationsApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live"});
+    let socket_env = json!({
+        "CHOREO_JWKS_URL": {"Ref": "JwksUrl"},
+        "CHOREO_TOKEN_ISSUER": {"Ref": "TokenIssuer"},
+        "CHOREO_NOTIFIER_ROLE": "socket",
+        "CHOREO_WEBSOCKET_ENDPOINT": endpoint,
     });
+    let push_env = json!({"CHOREO_NOTIFIER_ROLE": "push", "CHOREO_WEBSOCKET_ENDPOINT": endpoint});
     let manage = json!({"Statement": [{
         "Effect": "Allow",
         "Action": ["execute-api:ManageConnections"],
@@ -280,7 +283,7 @@ fn notifier(code_uri: &str) -> Vec<(String, Value)> {
             json!({"Type": "AWS::ApiGatewayV2::Api", "Properties": {
                 "Name": "choreo-notifications",
                 "ProtocolType": "WEBSOCKET",
-                "RouteSelectionExpression": "$request.body.action",
+                "RouteSelectionExpression": "$request.body.type",
             }}),
         ),
         (
@@ -319,13 +322,13 @@ fn notifier(code_uri: &str) -> Vec<(String, Value)> {
                 "The notifier's WebSocket routes: $connect checks the customer's token, $default takes acknowledgements",
                 30,
                 socket_env,
-                vec![crud.clone()],
+                vec![crud.clone(), manage.clone()],
                 json!({}),
             ),
         ),
         (
             "NotifierPushFunction".into(),
-            function(
+            serial(function(
                 NOTIFIER_BINARY,
                 code_uri,
                 "Pushes customer-facing completions to their customer's connections (410 Gone drops a connection)",
@@ -341,9 +344,16 @@ fn notifier(code_uri: &str) -> Vec<(String, Value)> {
                     "BatchSize": 10,
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
                 }}}),
-            ),
+            )),
         ),
     ]
+}
+
+/// One invocation at a time: a customer's notifications are numbered and pushed in the order
+/// the queue hands them over, never two batches at once.
+fn serial(mut function: Value) -> Value {
+    function["Properties"]["ReservedConcurrentExecutions"] = json!(1);
+    function
 }
 
 /// A function of the workspace's binary `binary`, built by SAM with cargo-lambda.

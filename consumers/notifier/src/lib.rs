@@ -60,7 +60,7 @@
 //! |---|---|
 //! | 4401 | the token is missing, malformed, forged, signed with an unknown key, or expired — at connect or later, when its `exp` passes (reason e.g. `token expired`) |
 //! | 4403 | the token is valid but not a customer's (a service token) |
-//! | 1002 | a protocol error: a frame that is not `{"type":"ack","seq":N}`, an ack beyond the last notification sent, an `after` beyond the last notification |
+//! | 1002 | a protocol error: a frame that is not `{"type":"ack","seq":N}` (or `{"type":"hello"}`, which changes nothing here and is how a client begins on API Gateway: see [`aws`]), an ack beyond the last notification sent, an `after` beyond the last notification |
 //! | 1003 | a binary frame |
 //! | 4408 | nothing heard from the client for 60 seconds |
 //! | 1001 | the server is shutting down (`going away`) |
@@ -85,6 +85,7 @@
 //! # }
 //! ```
 
+pub mod aws;
 mod consumer;
 mod fanout;
 mod history;

@@ -58,6 +58,9 @@ impl Close {
 pub(crate) enum ClientFrame {
     /// Acknowledges every notification up to and including `seq`.
     Ack { seq: u64 },
+    /// The client's first word where the server cannot speak first (API Gateway); answered
+    /// with `ready` and what follows. Locally, where the server spoke first, it changes nothing.
+    Hello,
 }
 
 impl ClientFrame {
@@ -82,7 +85,8 @@ mod tests {
         let bad = |text: &str| ClientFrame::parse(text).unwrap_err();
         assert_eq!(bad("nope").code, close_code::PROTOCOL);
         assert!(bad("nope").reason.starts_with("malformed frame: "), "{}", bad("nope").reason);
-        assert!(bad(r#"{"type":"hello"}"#).reason.contains("unknown variant `hello`"));
+        assert_eq!(ClientFrame::parse(r#"{"type":"hello"}"#), Ok(ClientFrame::Hello));
+        assert!(bad(r#"{"type":"bye"}"#).reason.contains("unknown variant `bye`"));
         assert!(bad(r#"{"type":"ack","seq":-1}"#).reason.contains("malformed frame"));
         assert!(bad(r#"{"type":"ack"}"#).reason.contains("missing field `seq`"));
     }

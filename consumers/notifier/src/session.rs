@@ -163,6 +163,7 @@ impl Session<'_> {
                     };
                     let seq = match ClientFrame::parse(&text) {
                         Ok(ClientFrame::Ack { seq }) => seq,
+                        Ok(ClientFrame::Hello) => continue,
                         Err(close) => return Some(close),
                     };
                     if seq > sent {

@@ -69,6 +69,14 @@ impl Pending {
         Some(Pending { customer: customer.to_owned(), event_id: envelope.id().to_owned(), rest })
     }
 
+    pub fn customer(&self) -> &str {
+        &self.customer
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+
     pub fn frame(&self, seq: u64) -> String {
         let sep = if self.rest == "}" { "" } else { "," };
         format!(r#"{{"type":"notification","seq":{seq}{sep}{}"#, self.rest)
