@@ -337,3 +337,68 @@ async fn bad_input_and_missing_parts_get_precise_errors() {
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().starts_with("EventBridge PutEvents `choreo-bad`"), "{e} ({endpoint})");
 }
+
+/// Dead letters looked at, redriven by id and purged, on both backends: what `choreo dlq`
+/// does. SQS cannot show a message without receiving it: the AWS backend receives them all
+/// and releases what it does not act on.
+async fn dead_letter_tools(bus: &dyn Bus, inboxes: &dyn Inboxes) {
+    route(bus, "agent-pay", "PaymentDue", policy(0)).await;
+    let events: Vec<PutEventsEntry> =
+        (1..=3).map(|i| entry("PaymentDue", json!({"order": format!("o-{i}")}))).collect();
+    bus.put_events(events).await.unwrap();
+    let mut got = receive(inboxes, "agent-pay", 3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3);
+    got.sort_by_key(|m| m.event().unwrap().event.detail["order"].as_str().unwrap().to_owned());
+    for m in &got {
+        let nack = inboxes.nack("agent-pay", &m.receipt, Failure::permanent("TOOL_BROKEN", "the tool is broken")).await;
+        assert!(matches!(nack.unwrap(), NackOutcome::DeadLettered { .. }));
+    }
+    let order = |m: &Message| m.event().unwrap().event.detail["order"].as_str().unwrap().to_owned();
+
+    // Looked at, twice, in the order they came: nothing about them changes.
+    let dlq = "agent-pay-dlq";
+    let seen = inboxes.peek(dlq, None, 10).await.unwrap();
+    assert_eq!(seen.iter().map(order).collect::<BTreeSet<_>>(), ["o-1", "o-2", "o-3"].map(String::from).into());
+    assert!(seen.windows(2).all(|w| w[0].sent_at <= w[1].sent_at), "in the order they came");
+    assert!(seen.iter().all(|m| m.message_id.starts_with("agent-pay-dlq/")), "{:?}", seen[0].message_id);
+    assert!(seen.iter().all(|m| m.dead_letter.as_ref().is_some_and(|d| d.error_code == "TOOL_BROKEN")));
+    let again = inboxes.peek(dlq, None, 10).await.unwrap();
+    let ids = |ms: &[Message]| ms.iter().map(|m| m.message_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&seen));
+    let page = inboxes.peek(dlq, Some(&seen[0].message_id), 1).await.unwrap();
+    assert_eq!(ids(&page), [seen[1].message_id.clone()]);
+
+    // One redriven by id: back in the inbox it came from, with its event.
+    let moved = inboxes.redrive(dlq, std::slice::from_ref(&seen[0].message_id)).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!((moved[0].message_id.as_str(), moved[0].inbox.as_str()), (seen[0].message_id.as_str(), "agent-pay"));
+    let back = receive(inboxes, "agent-pay", 1, Duration::from_secs(20)).await;
+    assert_eq!(back.iter().map(order).collect::<Vec<_>>(), [order(&seen[0])]);
+    assert_eq!(back[0].event().unwrap().event, seen[0].event().unwrap().event);
+    inboxes.ack("agent-pay", &back[0].receipt).await.unwrap();
+
+    // A message that is not there: named, and nothing moved.
+    let missing = format!("{dlq}/no-such-message");
+    let err = inboxes.redrive(dlq, &[seen[1].message_id.clone(), missing.clone()]).await.unwrap_err();
+    assert!(matches!(&err, BusError::MessageNotFound { message, .. } if *message == missing), "{err}");
+    assert_eq!(ids(&inboxes.peek(dlq, None, 10).await.unwrap()), ids(&seen[1..]));
+
+    // Purged by id.
+    assert_eq!(inboxes.delete_messages(dlq, std::slice::from_ref(&seen[1].message_id)).await.unwrap(), 1);
+    assert_eq!(ids(&inboxes.peek(dlq, None, 10).await.unwrap()), [seen[2].message_id.clone()]);
+}
+
+#[tokio::test]
+async fn dead_letters_are_looked_at_redriven_and_purged_by_id() {
+    let (embedded, _dir) = embedded();
+    dead_letter_tools(&embedded, &embedded).await;
+    let Some(server) = Ministack::start() else { return };
+    let bus = aws(&server, "dead-letters").await;
+    dead_letter_tools(&bus, &bus).await;
+    // SQS counts a look as a receive: an inbox a target consumes is not looked at.
+    let err = bus.peek("agent-pay", None, 10).await.unwrap_err();
+    assert!(
+        matches!(&err, BusError::Unsupported { operation, .. } if operation.contains("which a target consumes")),
+        "{err}"
+    );
+}

@@ -24,6 +24,7 @@ mod errors;
 mod events;
 mod policy;
 mod queues;
+mod scan;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

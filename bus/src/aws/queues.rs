@@ -419,19 +419,16 @@ impl Inboxes for AwsBus {
         Ok(inboxes)
     }
 
-    async fn peek(&self, _inbox: &str, _after: Option<&str>, _limit: u32) -> Result<Vec<Message>, BusError> {
-        Err(BusError::Unsupported {
-            operation: "looking at an inbox's messages without receiving them".into(),
-            backend: "AWS (SQS)".into(),
-        })
+    async fn peek(&self, inbox: &str, after: Option<&str>, limit: u32) -> Result<Vec<Message>, BusError> {
+        self.peek_queue(inbox, after, limit).await
     }
 
-    async fn redrive(&self, _dead_letter_inbox: &str, _message_ids: &[String]) -> Result<Vec<Redriven>, BusError> {
-        Err(BusError::Unsupported { operation: "redriving chosen messages".into(), backend: "AWS (SQS)".into() })
+    async fn redrive(&self, dead_letter_inbox: &str, message_ids: &[String]) -> Result<Vec<Redriven>, BusError> {
+        self.redrive_queue(dead_letter_inbox, message_ids).await
     }
 
-    async fn delete_messages(&self, _inbox: &str, _message_ids: &[String]) -> Result<u64, BusError> {
-        Err(BusError::Unsupported { operation: "deleting messages by id".into(), backend: "AWS (SQS)".into() })
+    async fn delete_messages(&self, inbox: &str, message_ids: &[String]) -> Result<u64, BusError> {
+        self.delete_from_queue(inbox, message_ids).await
     }
 }
 
