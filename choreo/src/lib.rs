@@ -92,7 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Validate(args) => to_stdout(|out| validate::run(&args, out)),
         Command::Replay(command) => to_stdout(|out| ops::replay(command, &cli.data_dir, out)),
-        Command::Dlq(command) => to_stdout(|out| ops::dlq(command, &cli.data_dir, out)),
+        Command::Dlq(args) => to_stdout(|out| ops::dlq(args, &cli.data_dir, out)),
         Command::Trace(args) => to_stdout(|out| trace::run(&args, &cli.data_dir, out)),
         Command::Infra(InfraCommand::Synth(args)) => to_stdout(|out| infra::synth(&args, out)),
         Command::Pattern(PatternCommand::Check(args)) => {

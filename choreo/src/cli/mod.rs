@@ -52,8 +52,7 @@ pub enum Command {
     #[command(subcommand)]
     Replay(ReplayCommand),
     /// Dead letters: list, show, redrive to the agent's inbox, purge
-    #[command(subcommand)]
-    Dlq(DlqCommand),
+    Dlq(DlqArgs),
     /// A case's timeline: events, agents, model turns, tool calls, completions, notifications
     #[command(after_help = OPS_EXIT_CODES)]
     Trace(TraceArgs),

@@ -102,6 +102,41 @@ pub struct JsonArgs {
     pub json: bool,
 }
 
+/// `choreo dlq`: where the bus is, and what to do.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// Which bus the operations commands act on.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// The data directory's embedded bus, or EventBridge and SQS (standard AWS configuration:
+    /// region, credentials, profile)
+    #[arg(long, value_enum, default_value_t = Backend::Embedded, global = true)]
+    pub backend: Backend,
+    /// The event bus on AWS
+    #[arg(long = "bus", env = "CHOREO_BUS", default_value = "choreo", value_name = "NAME", global = true)]
+    pub bus_name: String,
+    /// Put before every queue's name on AWS (a stage's namespace)
+    #[arg(long, env = "CHOREO_QUEUE_PREFIX", value_name = "PREFIX", global = true)]
+    pub queue_prefix: Option<String>,
+    /// Another endpoint than AWS's for EventBridge and SQS (a local server: ministack, LocalStack)
+    #[arg(long, value_name = "URL", global = true)]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The bus in the data directory (`bus.db`)
+    Embedded,
+    /// EventBridge and SQS
+    Aws,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// The dead-letter inboxes and their counts, or the messages of one agent's

@@ -4,21 +4,28 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use choreo_bus::{Bus, BusError, EmbeddedBus, Inboxes};
+use choreo_bus::{Bus, BusError, Inboxes};
 use choreo_replay::{DeadLetterEntry, Selection};
 use serde_json::json;
 
 use super::ledger::Agents;
-use super::{open_bus, time, write_json};
+use super::{time, write_json};
 use crate::cli::{DlqCommand, DlqSelectArgs};
 use crate::{Status, UsageError};
 
-pub async fn run(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    let bus = open_bus(data_dir)?;
+/// The command on `bus`: the data directory's, or on AWS the event bus `aws` names (whose
+/// agents' case store is not here: `--case` then only narrows, unchecked).
+pub async fn run<B: Bus + Inboxes>(
+    bus: &B,
+    aws: Option<&str>,
+    command: DlqCommand,
+    data_dir: &Path,
+    output: &mut dyn Write,
+) -> anyhow::Result<Status> {
     match command {
         DlqCommand::List(args) => {
             let inboxes = match &args.agent {
-                Some(agent) => agent_dead_letters(&bus, agent).await?,
+                Some(agent) => agent_dead_letters(bus, agent).await?,
                 None => Vec::new(),
             };
             if args.agent.is_none() {
@@ -36,13 +43,13 @@ pub async fn run(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -
                 }
                 return Ok(Status::Success);
             }
-            let entries = choreo_replay::select(&bus, &Selection { inboxes, ..Selection::default() }).await?;
+            let entries = choreo_replay::select(bus, &Selection { inboxes, ..Selection::default() }).await?;
             print_entries(output, &entries, args.json)?;
             Ok(Status::Success)
         }
         DlqCommand::Show(args) => {
             let selection = Selection { messages: vec![args.message.clone()], ..Selection::default() };
-            let entry = choreo_replay::select(&bus, &selection).await?.remove(0);
+            let entry = choreo_replay::select(bus, &selection).await?.remove(0);
             if args.json {
                 write_json(output, &entry)?;
             } else {
@@ -51,8 +58,8 @@ pub async fn run(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -
             Ok(Status::Success)
         }
         DlqCommand::Redrive(args) => {
-            let entries = selected(&bus, &args, data_dir).await?;
-            let moved = choreo_replay::redrive(&bus, &bus, &entries).await?;
+            let entries = selected(bus, &args, data_dir, aws.is_none()).await?;
+            let moved = choreo_replay::redrive(bus, bus, &entries).await?;
             if args.json {
                 write_json(output, &moved)?;
             } else {
@@ -64,7 +71,7 @@ pub async fn run(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -
             Ok(Status::Success)
         }
         DlqCommand::Purge(args) => {
-            let entries = selected(&bus, &args.select, data_dir).await?;
+            let entries = selected(bus, &args.select, data_dir, aws.is_none()).await?;
             if entries.is_empty() {
                 writeln!(output, "nothing to purge")?;
                 return Ok(Status::Success);
@@ -92,7 +99,7 @@ pub async fn run(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -
 }
 
 /// The dead-letter inboxes of agent `name`: its rule's targets', or the one it left behind.
-async fn agent_dead_letters(bus: &EmbeddedBus, name: &str) -> anyhow::Result<Vec<String>> {
+async fn agent_dead_letters<B: Bus + Inboxes>(bus: &B, name: &str) -> anyhow::Result<Vec<String>> {
     let rule = format!("agent-{name}");
     match bus.describe_rule(&rule).await {
         Ok(rule) if !rule.targets.is_empty() => {
@@ -114,7 +121,12 @@ async fn agent_dead_letters(bus: &EmbeddedBus, name: &str) -> anyhow::Result<Vec
     )
 }
 
-async fn selected(bus: &EmbeddedBus, args: &DlqSelectArgs, data_dir: &Path) -> anyhow::Result<Vec<DeadLetterEntry>> {
+async fn selected<B: Bus + Inboxes>(
+    bus: &B,
+    args: &DlqSelectArgs,
+    data_dir: &Path,
+    local_cases: bool,
+) -> anyhow::Result<Vec<DeadLetterEntry>> {
     let mut selection = Selection {
         messages: args.messages.clone(),
         case: args.case.clone(),
@@ -128,7 +140,7 @@ async fn selected(bus: &EmbeddedBus, args: &DlqSelectArgs, data_dir: &Path) -> a
         let all = choreo_replay::dead_letter_inboxes(&bus.list_rules().await?, &bus.list_inboxes().await?);
         selection.inboxes = all.into_iter().map(|i| i.name).collect();
     }
-    if let Some(case) = &args.case {
+    if let Some(case) = args.case.as_ref().filter(|_| local_cases) {
         // A case the agents never saw is a typo more likely than an empty selection.
         Agents::load(args.agents_dir.as_deref(), data_dir)?.case_start(case)?;
     }

@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use choreo_bus::{Config, EmbeddedBus};
+use choreo_bus::{AwsBus, AwsConfig, Config, EmbeddedBus};
 
 use crate::Status;
-use crate::cli::{DlqCommand, ReplayCommand};
+use crate::cli::{Backend, BackendArgs, DlqArgs, ReplayCommand};
 
 pub use ledger::Agents;
 
@@ -20,8 +20,28 @@ pub fn replay(command: ReplayCommand, data_dir: &Path, output: &mut dyn Write) -
     runtime()?.block_on(replay::run(command, data_dir, output))
 }
 
-pub fn dlq(command: DlqCommand, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    runtime()?.block_on(dlq::run(command, data_dir, output))
+pub fn dlq(args: DlqArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
+    runtime()?.block_on(async {
+        match args.backend.backend {
+            Backend::Embedded => dlq::run(&open_bus(data_dir)?, None, args.command, data_dir, output).await,
+            Backend::Aws => {
+                let bus = aws_bus(&args.backend).await?;
+                dlq::run(&bus, Some(&args.backend.bus_name), args.command, data_dir, output).await
+            }
+        }
+    })
+}
+
+/// The bus on EventBridge and SQS, which must exist already: operations never create one.
+pub(crate) async fn aws_bus(backend: &BackendArgs) -> anyhow::Result<AwsBus> {
+    let mut config = AwsConfig::new(&backend.bus_name);
+    if let Some(prefix) = &backend.queue_prefix {
+        config = config.with_queue_prefix(prefix);
+    }
+    if let Some(url) = &backend.endpoint_url {
+        config = config.with_endpoint_url(url);
+    }
+    AwsBus::connect(config).await.with_context(|| format!("cannot reach the event bus `{}` on AWS", backend.bus_name))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,0 +1,121 @@
+//! `choreo dlq --backend aws` against ministack's EventBridge and SQS: the dead-letter queues
+//! listed with their counts, one agent's dead letters with their reasons, one shown, redriven
+//! by id to the agent's queue, the rest purged; an unknown agent and a bus that does not
+//! exist are precise errors with exit code 3, nothing moved.
+
+use std::time::Duration;
+
+use choreo_bus::api::{Failure, NackOutcome, ReceiveOptions, RuleSpec, Target};
+use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
+use choreo_schemas::eventbridge::PutEventsEntry;
+use choreo_tests::ministack::Ministack;
+use choreo_tests::{Run, run_command};
+use serde_json::{Value, json};
+
+const BUS: &str = "choreo-dlq-cli";
+
+fn dlq(server: &Ministack, args: &[&str]) -> Run {
+    let mut cmd = choreo_tests::choreo();
+    cmd.args(["dlq", "--backend", "aws", "--bus", BUS, "--endpoint-url", &server.endpoint]).args(args);
+    for (k, v) in [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")] {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("AWS_PROFILE").env_remove("CHOREO_BUS").env_remove("CHOREO_QUEUE_PREFIX");
+    run_command(&mut cmd, b"")
+}
+
+async fn receive(bus: &AwsBus, inbox: &str, n: usize) -> Vec<choreo_bus::api::Message> {
+    let options = ReceiveOptions {
+        max_messages: 10,
+        wait_time: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(30),
+    };
+    let mut got = Vec::new();
+    let started = std::time::Instant::now();
+    while got.len() < n && started.elapsed() < Duration::from_secs(30) {
+        got.extend(bus.receive(inbox, options).await.unwrap());
+    }
+    assert_eq!(got.len(), n, "{inbox}");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_on_sqs_are_listed_shown_redriven_and_purged() {
+    let Some(server) = Ministack::start() else { return };
+    let bus = AwsBus::ensure_with(&server.sdk_config(), AwsConfig::new(BUS)).await.unwrap();
+    bus.put_rule(RuleSpec::new("agent-payments", r#"{"detail-type": ["SupportTriaged"]}"#)).await.unwrap();
+    bus.put_targets("agent-payments", vec![Target::new("agent-payments", "agent-payments")]).await.unwrap();
+    let entries: Vec<PutEventsEntry> = ["case-1", "case-2"]
+        .iter()
+        .map(|case| PutEventsEntry {
+            source: "agents.support".into(),
+            detail_type: "SupportTriaged".into(),
+            detail: json!({"specversion": "1.0", "id": format!("ev-{case}"), "source": "agents.support",
+                "type": "SupportTriaged", "correlationid": case, "data": {"order_id": "o-1001"}})
+            .to_string(),
+            time: None,
+            resources: Vec::new(),
+            event_bus_name: None,
+            trace_header: None,
+        })
+        .collect();
+    bus.put_events(entries).await.unwrap();
+    for m in receive(&bus, "agent-payments", 2).await {
+        let failed =
+            bus.nack("agent-payments", &m.receipt, Failure::permanent("TOOL_BROKEN", "refunds are down")).await;
+        assert!(matches!(failed.unwrap(), NackOutcome::DeadLettered { .. }));
+    }
+
+    let out = dlq(&server, &["list"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.lines().any(|l| l.starts_with("agent-payments-dlq") && l.contains(" 2 ")), "{}", out.stdout);
+
+    let out = dlq(&server, &["list", "--agent", "payments", "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let listed: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed.iter().all(|e| e["error_code"] == "TOOL_BROKEN" && e["source_inbox"] == "agent-payments"),
+        "{listed:?}"
+    );
+    let id = |case: &str| {
+        listed.iter().find(|e| e["correlation_id"] == case).unwrap()["message_id"].as_str().unwrap().to_owned()
+    };
+    let (one, two) = (id("case-1"), id("case-2"));
+    assert!(one.starts_with("agent-payments-dlq/"), "{one}");
+
+    let out = dlq(&server, &["show", &one]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("TOOL_BROKEN") && out.stdout.contains("refunds are down"), "{}", out.stdout);
+
+    // Redriven by id: back in the agent's queue; the other stays.
+    let out = dlq(&server, &["redrive", &one, "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let moved: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!((moved.len(), moved[0]["inbox"].as_str()), (1, Some("agent-payments")));
+    let back = receive(&bus, "agent-payments", 1).await;
+    assert_eq!(back[0].event().unwrap().to_delivery().unwrap().envelope.correlation_id(), Some("case-1"));
+    bus.ack("agent-payments", &back[0].receipt).await.unwrap();
+
+    // Bad input: precise, exit 3, nothing moved.
+    let out = dlq(&server, &["redrive", "--agent", "refunds"]);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("unknown agent `refunds`"), "{}", out.stderr);
+    let missing = "agent-payments-dlq/00000000-0000-0000-0000-000000000000";
+    let out = dlq(&server, &["redrive", &two, missing]);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains(missing), "{}", out.stderr);
+    let mut cmd = choreo_tests::choreo();
+    cmd.args(["dlq", "list", "--backend", "aws", "--bus", "no-such-bus", "--endpoint-url", &server.endpoint]);
+    cmd.env("AWS_REGION", "us-east-1").env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test");
+    let out = run_command(&mut cmd, b"");
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("no-such-bus") && out.stderr.contains("does not exist"), "{}", out.stderr);
+
+    // Purged, after the confirmation asked with --yes.
+    let out = dlq(&server, &["purge", "--all", "--yes"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("1 message(s) purged"), "{}", out.stdout);
+    let out = dlq(&server, &["list", "--agent", "payments"]);
+    assert!(out.stdout.contains("no dead letters"), "{}", out.stdout);
+}
