@@ -91,7 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             to_stdout(|out| token::issue(&args, &cli.data_dir, out).map(|()| Status::Success))
         }
         Command::Validate(args) => to_stdout(|out| validate::run(&args, out)),
-        Command::Replay(command) => to_stdout(|out| ops::replay(command, &cli.data_dir, out)),
+        Command::Replay(args) => to_stdout(|out| ops::replay(args, &cli.data_dir, out)),
         Command::Dlq(args) => to_stdout(|out| ops::dlq(args, &cli.data_dir, out)),
         Command::Trace(args) => to_stdout(|out| trace::run(&args, &cli.data_dir, out)),
         Command::Infra(InfraCommand::Synth(args)) => to_stdout(|out| infra::synth(&args, out)),

@@ -49,8 +49,7 @@ pub enum Command {
     #[command(subcommand)]
     Pattern(PatternCommand),
     /// Replay archived events to chosen agents or rules; follow, list and cancel replays
-    #[command(subcommand)]
-    Replay(ReplayCommand),
+    Replay(ReplayArgs),
     /// Dead letters: list, show, redrive to the agent's inbox, purge
     Dlq(DlqArgs),
     /// A case's timeline: events, agents, model turns, tool calls, completions, notifications

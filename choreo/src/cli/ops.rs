@@ -102,6 +102,15 @@ pub struct JsonArgs {
     pub json: bool,
 }
 
+/// `choreo replay`: where the bus is, and what to do.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(subcommand)]
+    pub command: ReplayCommand,
+}
+
 /// `choreo dlq`: where the bus is, and what to do.
 #[derive(Debug, Args)]
 pub struct DlqArgs {

@@ -12,12 +12,17 @@ use anyhow::Context;
 use choreo_bus::{AwsBus, AwsConfig, Config, EmbeddedBus};
 
 use crate::Status;
-use crate::cli::{Backend, BackendArgs, DlqArgs, ReplayCommand};
+use crate::cli::{Backend, BackendArgs, DlqArgs, ReplayArgs};
 
 pub use ledger::Agents;
 
-pub fn replay(command: ReplayCommand, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    runtime()?.block_on(replay::run(command, data_dir, output))
+pub fn replay(args: ReplayArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
+    runtime()?.block_on(async {
+        match args.backend.backend {
+            Backend::Embedded => replay::run(&open_bus(data_dir)?, false, args.command, data_dir, output).await,
+            Backend::Aws => replay::run(&aws_bus(&args.backend).await?, true, args.command, data_dir, output).await,
+        }
+    })
 }
 
 pub fn dlq(args: DlqArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {

@@ -12,24 +12,41 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::ledger::Agents;
-use super::{open_bus, time, write_json};
+use super::{time, write_json};
 use crate::Status;
 use crate::cli::{ReplayCommand, ReplayStartArgs};
 
 const POLL: Duration = Duration::from_millis(50);
 
-pub async fn run(command: ReplayCommand, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    let bus = open_bus(data_dir)?;
+/// The command on `bus`: the data directory's, or (`aws`) EventBridge, which cannot list an
+/// archive's events: a replay there is by time window, without `--case` or `--dry-run`.
+pub async fn run<B: Bus>(
+    bus: &B,
+    aws: bool,
+    command: ReplayCommand,
+    data_dir: &Path,
+    output: &mut dyn Write,
+) -> anyhow::Result<Status> {
+    let bus: &dyn Bus = bus;
     match command {
-        ReplayCommand::Start(args) => start(&bus, &args, data_dir, output).await,
+        ReplayCommand::Start(args) => {
+            if aws && (args.case.is_some() || args.dry_run) {
+                let what = if args.dry_run { "--dry-run" } else { "--case" };
+                anyhow::bail!(
+                    "{what} needs the embedded backend: EventBridge cannot list an archive's events (replay by time \
+                     window on AWS: --from/--to or --since)"
+                );
+            }
+            start(bus, &args, data_dir, output).await
+        }
         ReplayCommand::Describe(args) => {
-            choreo_replay::sweep(&bus).await?;
+            choreo_replay::sweep(bus).await?;
             let replay = bus.describe_replay(&args.name).await?;
             print(output, &replay, args.json)?;
             Ok(Status::Success)
         }
         ReplayCommand::List(args) => {
-            choreo_replay::sweep(&bus).await?;
+            choreo_replay::sweep(bus).await?;
             let replays = bus.list_replays().await?;
             if args.json {
                 write_json(output, &replays.iter().map(replay_json).collect::<Vec<_>>())?;
@@ -44,7 +61,7 @@ pub async fn run(command: ReplayCommand, data_dir: &Path, output: &mut dyn Write
         }
         ReplayCommand::Cancel(args) => {
             let state = bus.cancel_replay(&args.name).await?;
-            let replay = choreo_replay::follow(&bus, &args.name, POLL, None, |_| {}).await?;
+            let replay = choreo_replay::follow(bus, &args.name, POLL, None, |_| {}).await?;
             if args.json {
                 write_json(
                     output,
