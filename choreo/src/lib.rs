@@ -10,6 +10,7 @@
 //! assert!(matches!(answer(line, false, &mut scratch), Answer::Match));
 //! ```
 
+pub mod agents;
 pub mod cli;
 pub mod demo;
 pub mod infra;

@@ -8,8 +8,10 @@
 //! - `CHOREO_LEDGER_TABLE`: the DynamoDB table of the effect ledger (the template's
 //!   `LedgerTable`), shared by every instance of every agent; without it, the ledger is the
 //!   instance's own store (fine on one instance, as under `cargo lambda watch`);
-//! - `CHOREO_AGENTS_DIR`, `CHOREO_DATA_DIR` (default `/tmp/choreo`: the instance's store of
-//!   runs and cases, and the reference back office);
+//! - `CHOREO_DATA_DIR` (default `/tmp/choreo`): the instance's store of runs and cases, and the
+//!   reference back office;
+//! - `CHOREO_AGENTS_DIR`: the agent folders, by default those built into the binary (see
+//!   [`choreo::agents`]);
 //! - the standard AWS settings (region, credentials, `AWS_ENDPOINT_URL` for a local server).
 //!
 //! A missing or unknown agent, a bus that does not exist or a model that cannot be reached
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use choreo_bus::{AwsBus, AwsConfig};
-use choreo_consumers::local::{Local, Options, default_agents_dir};
+use choreo_consumers::local::{Local, Options};
 use choreo_consumers::store::DynamoLedger;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -37,7 +39,7 @@ async fn main() -> Result<(), Error> {
     }
     let bus = Arc::new(AwsBus::connect(config).await.map_err(|e| format!("the bus: {e}"))?);
     let mut options = Options::new(env("CHOREO_DATA_DIR").map_or_else(|| PathBuf::from("/tmp/choreo"), PathBuf::from));
-    options.agents_dir = env("CHOREO_AGENTS_DIR").map_or_else(default_agents_dir, PathBuf::from);
+    options.agents_dir = choreo::agents::dir().map_err(|e| format!("the agent folders: {e:#}"))?;
     if let Some(model) = env("CHOREO_MODEL") {
         options.model = model.parse().map_err(|e| format!("CHOREO_MODEL: {e}"))?;
     }
