@@ -116,7 +116,11 @@ pub fn synth(agents: &[Agent], settings: &Settings) -> Value {
             "The ingest API: customers' requests and systems' events, checked and put on the bus",
             30,
             json!({"CHOREO_JWKS_URL": {"Ref": "JwksUrl"}, "CHOREO_TOKEN_ISSUER": {"Ref": "TokenIssuer"}}),
-            vec![json!({"EventBridgePutEventsPolicy": {"EventBusName": {"Ref": "EventBus"}}})],
+            vec![
+                json!({"EventBridgePutEventsPolicy": {"EventBusName": {"Ref": "EventBus"}}}),
+                // Its Idempotency-Key records.
+                json!({"DynamoDBCrudPolicy": {"TableName": {"Ref": "LedgerTable"}}}),
+            ],
             json!({"Api": {"Type": "HttpApi", "Properties": {"Path": "/v1/{proxy+}", "Method": "ANY"}}}),
         ),
     );

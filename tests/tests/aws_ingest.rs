@@ -1,18 +1,25 @@
 //! The ingest API as a Lambda function (`choreo-ingest`) behind the real Lambda Runtime API of
 //! `cargo lambda watch`, publishing on EventBridge (ministack): an HTTP API (payload 2.0)
 //! support request with a customer's token is a 202 and its `OrderSupportPlaced` reaches a
-//! rule's queue; its retry with the same `Idempotency-Key` is the same case; a token of an
-//! issuer the function does not trust is a 401 problem and nothing is put on the bus. The
-//! tokens' keys come from a JSON Web Key Set served here over HTTP, as an identity provider's.
+//! rule's queue; its retry with the same `Idempotency-Key` is the same case, also when it
+//! lands on another instance (the records in DynamoDB); a token of an issuer the function does
+//! not trust is a 401 problem and nothing is put on the bus. The tokens' keys come from a JSON
+//! Web Key Set served here over HTTP, as an identity provider's.
 
 use std::time::Duration;
 
 use choreo_auth::{Issuer, LOCAL_ISSUER, Principal};
 use choreo_bus::api::{ReceiveOptions, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
+use choreo_consumers::store::DynamoLedger;
+use choreo_producers::Publisher;
+use choreo_producers::http::Ingest;
 use choreo_tests::lambda_watch::Watch;
 use choreo_tests::ministack::Ministack;
 use serde_json::{Value, json};
+
+/// The table of the `Idempotency-Key` records (the template's ledger table).
+const TABLE: &str = "choreo-ingest-records";
 
 /// Serves `jwks` at `/.well-known/jwks.json` on a free loopback port; answers the URL.
 async fn serve_jwks(jwks: Value) -> String {
@@ -77,7 +84,9 @@ async fn the_ingest_function_puts_a_customers_request_on_eventbridge() {
     let issuer = Issuer::open_or_create(keys.path()).unwrap();
     let jwks_url = serve_jwks(issuer.jwks()).await;
     let data = tempfile::tempdir().unwrap();
+    DynamoLedger::new(&server.sdk_config(), TABLE).unwrap().ensure_table().await.unwrap();
     let Some(watch) = Watch::start(&[
+        ("CHOREO_LEDGER_TABLE", TABLE.to_owned()),
         ("CHOREO_JWKS_URL", jwks_url),
         ("CHOREO_TOKEN_ISSUER", LOCAL_ISSUER.to_owned()),
         ("CHOREO_DATA_DIR", data.path().display().to_string()),
@@ -98,6 +107,20 @@ async fn the_ingest_function_puts_a_customers_request_on_eventbridge() {
     let (first, again) = (body(&first), body(&again));
     assert_eq!(first, again, "one case");
     let case = first["case_id"].as_str().expect("a case id").to_owned();
+
+    // Another instance (its own data directory) with the same table: the same case.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let publisher = Publisher::new(std::sync::Arc::new(
+        AwsBus::connect_with(&server.sdk_config(), AwsConfig::new("choreo")).await.unwrap(),
+    ));
+    let other = Ingest::open(elsewhere.path(), publisher, issuer.verifier())
+        .unwrap()
+        .with_idempotency_table(&server.sdk_config(), TABLE);
+    let request: lambda_http::request::LambdaRequest =
+        serde_json::from_value(support_request(&token, "ingest-key-1")).unwrap();
+    let there = choreo_producers::lambda::invoke(other.router(), request).await.unwrap();
+    assert_eq!(there["statusCode"], 202, "{there}");
+    assert_eq!(body(&there), first, "the same case on another instance");
 
     // A token from another issuer's key: refused, with a problem.
     let stranger = tempfile::tempdir().unwrap();

@@ -5,7 +5,9 @@
 //! - `CHOREO_JWKS_URL` and `CHOREO_TOKEN_ISSUER`: the issuer whose tokens are accepted (its
 //!   JSON Web Key Set, fetched at start and every 10 minutes, and its `iss`);
 //! - `CHOREO_BUS`: the event bus (default `choreo`);
-//! - `CHOREO_DATA_DIR` (default `/tmp/choreo-ingest`): the instance's `Idempotency-Key` records;
+//! - `CHOREO_LEDGER_TABLE`: the DynamoDB table that keeps the `Idempotency-Key` records (the
+//!   template's `LedgerTable`), shared by every instance; without it they are the instance's
+//!   own, in `CHOREO_DATA_DIR` (default `/tmp/choreo-ingest`);
 //! - the standard AWS settings (region, credentials, `AWS_ENDPOINT_URL` for a local server).
 //!
 //! A missing setting, a key set that cannot be fetched or a bus that does not exist fail the
@@ -31,6 +33,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = AwsConfig::new(env("CHOREO_BUS").unwrap_or_else(|| "choreo".into()));
     let bus: Arc<dyn Bus> = Arc::new(AwsBus::connect(config).await.map_err(|e| format!("the bus: {e}"))?);
     let dir = env("CHOREO_DATA_DIR").map_or_else(|| PathBuf::from("/tmp/choreo-ingest"), PathBuf::from);
-    let ingest = Ingest::open(&dir, Publisher::new(bus), verifier).map_err(|e| format!("the ingest API: {e}"))?;
+    let mut ingest = Ingest::open(&dir, Publisher::new(bus), verifier).map_err(|e| format!("the ingest API: {e}"))?;
+    if let Some(table) = env("CHOREO_LEDGER_TABLE") {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        ingest = ingest.with_idempotency_table(&sdk, &table);
+    }
     choreo_producers::lambda::run(ingest.router()).await
 }

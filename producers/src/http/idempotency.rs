@@ -31,6 +31,8 @@ pub(crate) struct Record {
 /// The store and the per-key locks.
 pub(crate) struct Idempotency {
     db: Arc<Mutex<Connection>>,
+    /// Where the records are instead of `db`: a table every instance shares.
+    table: Option<super::dynamo::TableRecords>,
     locks: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
 }
@@ -67,9 +69,15 @@ impl Idempotency {
         .map_err(error)?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
+            table: None,
             locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             hasher: RandomState::new(),
         })
+    }
+
+    /// Keeps the records in `table` (DynamoDB) instead of the file.
+    pub(crate) fn set_table(&mut self, table: super::dynamo::TableRecords) {
+        self.table = Some(table);
     }
 
     /// The lock of a key's stripe: hold it from [`Idempotency::claim`] until the outcome is
@@ -88,6 +96,9 @@ impl Idempotency {
         request: String,
         event: String,
     ) -> Result<Record, String> {
+        if let Some(table) = &self.table {
+            return table.claim(customer, key, request, event).await;
+        }
         let (customer, key) = (customer.to_owned(), key.to_owned());
         self.blocking(move |db| {
             let tx = db.transaction()?;
@@ -110,6 +121,9 @@ impl Idempotency {
 
     /// Marks the key's event accepted by the bus.
     pub(crate) async fn mark_published(&self, customer: &str, key: &str) -> Result<(), String> {
+        if let Some(table) = &self.table {
+            return table.mark_published(customer, key).await;
+        }
         let (customer, key) = (customer.to_owned(), key.to_owned());
         self.blocking(move |db| {
             db.execute(

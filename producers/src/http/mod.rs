@@ -30,6 +30,7 @@
 //! ```
 
 mod binding;
+mod dynamo;
 mod events;
 mod idempotency;
 mod openapi;
@@ -120,6 +121,18 @@ impl Ingest {
     #[must_use]
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
         self.inner.max_request_bytes = bytes;
+        self
+    }
+
+    /// Keeps the `Idempotency-Key` records in DynamoDB table `table` (reached with `sdk`)
+    /// instead of `<data_dir>/ingest.db`: shared by every instance of a Lambda function.
+    #[must_use]
+    pub fn with_idempotency_table(mut self, sdk: &aws_config::SdkConfig, table: &str) -> Self {
+        if let Some(records) = Arc::get_mut(&mut self.inner.idempotency) {
+            records.set_table(dynamo::TableRecords::new(sdk, table));
+        } else {
+            tracing::warn!("the ingest API's routers exist already: idempotency records stay in the file");
+        }
         self
     }
 
