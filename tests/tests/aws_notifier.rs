@@ -227,3 +227,56 @@ async fn customers_get_their_own_notifications_through_api_gateway_once_and_in_o
     assert!(notifier.table().connection("conn-b").await.unwrap().is_none());
     assert!(notifier.table().connections_of("c-1002").await.unwrap().is_empty());
 }
+
+/// The `choreo-notifier` binary in its `socket` role behind the real Lambda Runtime API of
+/// `cargo lambda watch`: a WebSocket `$connect` with a customer's token is recorded in the
+/// table, one with a service token is a 403, and `$disconnect` forgets the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_function_runs_behind_the_lambda_runtime_api() {
+    let Some(server) = Ministack::start() else { return };
+    let sdk = server.sdk_config();
+    let table = Table::new(&sdk, "choreo-connections-watched").unwrap();
+    table.ensure().await.unwrap();
+    let (endpoint, _gw) = gateway().await;
+    let keys = tempfile::tempdir().unwrap();
+    let issuer = Issuer::open_or_create(keys.path()).unwrap();
+    let jwks = issuer.jwks();
+    let app = axum::Router::new()
+        .route("/jwks.json", axum::routing::get(move || std::future::ready(axum::Json(jwks.clone()))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let Some(watch) = choreo_tests::lambda_watch::Watch::start(&[
+        ("CHOREO_NOTIFIER_ROLE", "socket".to_owned()),
+        ("CHOREO_CONNECTIONS_TABLE", "choreo-connections-watched".to_owned()),
+        ("CHOREO_WEBSOCKET_ENDPOINT", endpoint),
+        ("CHOREO_JWKS_URL", jwks_url),
+        ("CHOREO_TOKEN_ISSUER", choreo_auth::LOCAL_ISSUER.to_owned()),
+        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+    ]) else {
+        return;
+    };
+    let token = |p: Principal| issuer.issue(&p, Duration::from_secs(600)).unwrap();
+    let event = |key: &str, id: &str, query: Value| {
+        serde_json::to_value(route(key, id, query, json!({}), None)).expect("the event as JSON")
+    };
+    let answer = watch
+        .invoke("choreo-notifier", &event("$connect", "conn-w", json!({"token": token(Principal::customer("c-1001"))})))
+        .await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let connection = table.connection("conn-w").await.unwrap().expect("recorded");
+    assert_eq!(connection.customer, "c-1001");
+    let answer = watch
+        .invoke(
+            "choreo-notifier",
+            &event("$connect", "conn-s", json!({"token": token(Principal::service("backoffice"))})),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 403, "{answer}");
+    let answer = watch.invoke("choreo-notifier", &event("$disconnect", "conn-w", json!({}))).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assert!(table.connection("conn-w").await.unwrap().is_none());
+}
