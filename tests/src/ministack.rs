@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use choreo_bus::Inboxes;
+use choreo_bus::api::{Message, ReceiveOptions};
 
 /// How long the server may take to say it is ready.
 const STARTUP: Duration = Duration::from_secs(60);
@@ -110,6 +112,36 @@ impl Ministack {
             .endpoint_url(endpoint)
             .build()
     }
+}
+
+impl Ministack {
+    /// The environment a child process (a Lambda function, the `choreo` binary) needs to
+    /// reach this server: its endpoint, a region, static test credentials.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ]
+    }
+}
+
+/// Receives `n` messages of `inbox`, long-polling for up to 30 s (a real server delivers when
+/// it delivers), hidden for a minute; fails the test with fewer.
+pub async fn receive(inboxes: &dyn Inboxes, inbox: &str, n: usize) -> Vec<Message> {
+    let options = ReceiveOptions {
+        max_messages: 10,
+        wait_time: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(60),
+    };
+    let mut got = Vec::new();
+    let started = Instant::now();
+    while got.len() < n && started.elapsed() < Duration::from_secs(30) {
+        got.extend(inboxes.receive(inbox, options).await.unwrap());
+    }
+    assert_eq!(got.len(), n, "{inbox}: messages received");
+    got
 }
 
 impl Drop for Ministack {

@@ -85,16 +85,17 @@ async fn the_ingest_function_puts_a_customers_request_on_eventbridge() {
     let jwks_url = serve_jwks(issuer.jwks()).await;
     let data = tempfile::tempdir().unwrap();
     DynamoLedger::new(&server.sdk_config(), TABLE).unwrap().ensure_table().await.unwrap();
-    let Some(watch) = Watch::start(&[
-        ("CHOREO_LEDGER_TABLE", TABLE.to_owned()),
-        ("CHOREO_JWKS_URL", jwks_url),
-        ("CHOREO_TOKEN_ISSUER", LOCAL_ISSUER.to_owned()),
-        ("CHOREO_DATA_DIR", data.path().display().to_string()),
-        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ]) else {
+    let Some(watch) = Watch::start(
+        &[
+            ("CHOREO_LEDGER_TABLE", TABLE.to_owned()),
+            ("CHOREO_JWKS_URL", jwks_url),
+            ("CHOREO_TOKEN_ISSUER", LOCAL_ISSUER.to_owned()),
+            ("CHOREO_DATA_DIR", data.path().display().to_string()),
+        ]
+        .into_iter()
+        .chain(server.aws_env())
+        .collect::<Vec<_>>(),
+    ) else {
         return;
     };
     let token = issuer.issue(&Principal::customer("c-1001"), Duration::from_secs(600)).unwrap();

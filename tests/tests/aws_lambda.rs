@@ -8,10 +8,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use choreo_bus::api::{Message, ReceiveOptions, RuleSpec, Target};
+use choreo_bus::api::{Message, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
 use choreo_consumers::local::{Local, Options};
 use choreo_consumers::store::{DynamoLedger, Ledger};
@@ -21,7 +20,7 @@ use choreo_schemas::catalog::{IssueKind, SupportTriaged};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
 use choreo_schemas::eventbridge::PutEventsEntry;
 use choreo_tests::lambda_watch::Watch;
-use choreo_tests::ministack::Ministack;
+use choreo_tests::ministack::{Ministack, receive};
 use serde_json::{Value, json};
 
 const INBOX: &str = "agent-payments";
@@ -79,21 +78,6 @@ async fn put_malformed(bus: &AwsBus) {
     };
     let out = bus.put_events(vec![malformed]).await.unwrap();
     assert_eq!(out.failed_entry_count, 0);
-}
-
-async fn receive(bus: &AwsBus, inbox: &str, n: usize) -> Vec<Message> {
-    let options = ReceiveOptions {
-        max_messages: 10,
-        visibility_timeout: Duration::from_secs(60),
-        wait_time: Duration::from_secs(1),
-    };
-    let mut got = Vec::new();
-    let started = std::time::Instant::now();
-    while got.len() < n && started.elapsed() < Duration::from_secs(30) {
-        got.extend(bus.receive(inbox, options).await.unwrap());
-    }
-    assert_eq!(got.len(), n, "{inbox}: messages received");
-    got
 }
 
 /// The SQS event Lambda's event source mapping would hand the function for `messages`.
@@ -174,7 +158,7 @@ async fn the_handler_answers_a_batch_with_only_the_records_to_retry() {
 
     lose_the_dead_letter_queue(&server).await;
     put_malformed(&bus).await;
-    let stuck = receive(&bus, INBOX, 1).await;
+    let stuck = receive(bus.as_ref(), INBOX, 1).await;
     let response = handle(sqs_event(&stuck)).await;
     assert_eq!(failures(&response), vec![stuck[0].message_id.clone()], "the one record left to SQS");
     local.shutdown().await;
@@ -225,7 +209,7 @@ async fn instances_that_share_the_dynamodb_ledger_act_once() {
     let event = triage();
     choreo_consumers::runner::publish(bus.as_ref(), &event).await.unwrap();
     choreo_consumers::runner::publish(bus.as_ref(), &event).await.unwrap();
-    let copies = receive(&bus, INBOX, 2).await;
+    let copies = receive(bus.as_ref(), INBOX, 2).await;
     for (local, copy) in [(&first, &copies[0]), (&second, &copies[1])] {
         let agent = Arc::new(local.agents.iter().find(|a| a.name() == "payments").unwrap().clone());
         let batch: SqsEvent = serde_json::from_value(sqs_event(std::slice::from_ref(copy))).unwrap();
@@ -238,7 +222,7 @@ async fn instances_that_share_the_dynamodb_ledger_act_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the second instance's model was not asked");
     // Both copies were answered with the one completion (the second published it again, with
     // its id: subscribers dedupe it).
-    let answers = receive(&bus, "watch", 2).await;
+    let answers = receive(bus.as_ref(), "watch", 2).await;
     let ids: Vec<String> =
         answers.iter().map(|m| m.event().unwrap().to_delivery().unwrap().envelope.id().to_owned()).collect();
     assert_eq!(ids[0], ids[1], "one completion, twice");
@@ -251,16 +235,17 @@ async fn instances_that_share_the_dynamodb_ledger_act_once() {
 
 /// `cargo lambda watch` running the `choreo-agent` binary for payments, on `server`.
 fn watch(server: &Ministack, data: &std::path::Path) -> Option<Watch> {
-    Watch::start(&[
-        ("CHOREO_AGENT", "payments".to_owned()),
-        ("CHOREO_MODEL", "offline".to_owned()),
-        ("CHOREO_DATA_DIR", data.display().to_string()),
-        ("CHOREO_LEDGER_TABLE", WATCHED_LEDGER.to_owned()),
-        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ])
+    Watch::start(
+        &[
+            ("CHOREO_AGENT", "payments".to_owned()),
+            ("CHOREO_MODEL", "offline".to_owned()),
+            ("CHOREO_DATA_DIR", data.display().to_string()),
+            ("CHOREO_LEDGER_TABLE", WATCHED_LEDGER.to_owned()),
+        ]
+        .into_iter()
+        .chain(server.aws_env())
+        .collect::<Vec<_>>(),
+    )
 }
 
 async fn invoke(watch: &Watch, event: &Value) -> Value {
@@ -285,7 +270,7 @@ async fn the_function_runs_behind_the_lambda_runtime_api_and_reports_partial_fai
 
     lose_the_dead_letter_queue(&server).await;
     put_malformed(&bus).await;
-    let stuck = receive(&bus, INBOX, 1).await;
+    let stuck = receive(bus.as_ref(), INBOX, 1).await;
     let response = invoke(&watch, &sqs_event(&stuck)).await;
     assert_eq!(failures(&response), vec![stuck[0].message_id.clone()], "the one record left to SQS");
     local.shutdown().await;

@@ -14,14 +14,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use choreo_auth::{Issuer, Principal};
-use choreo_bus::api::ReceiveOptions;
-use choreo_bus::{AwsBus, AwsConfig, Inboxes};
+use choreo_bus::{AwsBus, AwsConfig};
 use choreo_notifier::aws::AwsNotifier;
 use choreo_notifier::aws::table::Table;
 use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{PaymentIssueResolved, PaymentOutcome};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
-use choreo_tests::ministack::Ministack;
+use choreo_tests::ministack::{Ministack, receive};
 use serde_json::{Value, json};
 
 /// What the management API was asked: posts by connection, deletions.
@@ -106,17 +105,7 @@ fn resolved(customer: &str) -> Envelope {
 
 /// The notifier queue's messages, as the event source mapping hands them to the function.
 async fn batch(bus: &AwsBus, n: usize) -> SqsEvent {
-    let options = ReceiveOptions {
-        max_messages: 10,
-        wait_time: Duration::from_secs(1),
-        visibility_timeout: Duration::from_secs(30),
-    };
-    let mut got = Vec::new();
-    let started = std::time::Instant::now();
-    while got.len() < n && started.elapsed() < Duration::from_secs(30) {
-        got.extend(bus.receive(choreo_notifier::INBOX, options).await.unwrap());
-    }
-    assert_eq!(got.len(), n);
+    let got = receive(bus, choreo_notifier::INBOX, n).await;
     let records: Vec<Value> = got
         .iter()
         .map(|m| json!({"messageId": m.message_id, "receiptHandle": m.receipt.0, "body": m.body, "eventSource": "aws:sqs"}))
@@ -246,17 +235,18 @@ async fn the_socket_function_runs_behind_the_lambda_runtime_api() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let Some(watch) = choreo_tests::lambda_watch::Watch::start(&[
-        ("CHOREO_NOTIFIER_ROLE", "socket".to_owned()),
-        ("CHOREO_CONNECTIONS_TABLE", "choreo-connections-watched".to_owned()),
-        ("CHOREO_WEBSOCKET_ENDPOINT", endpoint),
-        ("CHOREO_JWKS_URL", jwks_url),
-        ("CHOREO_TOKEN_ISSUER", choreo_auth::LOCAL_ISSUER.to_owned()),
-        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ]) else {
+    let Some(watch) = choreo_tests::lambda_watch::Watch::start(
+        &[
+            ("CHOREO_NOTIFIER_ROLE", "socket".to_owned()),
+            ("CHOREO_CONNECTIONS_TABLE", "choreo-connections-watched".to_owned()),
+            ("CHOREO_WEBSOCKET_ENDPOINT", endpoint),
+            ("CHOREO_JWKS_URL", jwks_url),
+            ("CHOREO_TOKEN_ISSUER", choreo_auth::LOCAL_ISSUER.to_owned()),
+        ]
+        .into_iter()
+        .chain(server.aws_env())
+        .collect::<Vec<_>>(),
+    ) else {
         return;
     };
     let token = |p: Principal| issuer.issue(&p, Duration::from_secs(600)).unwrap();

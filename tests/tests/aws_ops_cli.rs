@@ -6,12 +6,10 @@
 //! and described; `--case` and `--dry-run`, which need an archive's events listed (EventBridge
 //! cannot), refused with the reason.
 
-use std::time::Duration;
-
-use choreo_bus::api::{ArchiveSpec, Failure, NackOutcome, ReceiveOptions, RuleSpec, Target};
+use choreo_bus::api::{ArchiveSpec, Failure, NackOutcome, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
 use choreo_schemas::eventbridge::PutEventsEntry;
-use choreo_tests::ministack::Ministack;
+use choreo_tests::ministack::{Ministack, receive};
 use choreo_tests::{Run, run_command};
 use serde_json::{Value, json};
 
@@ -30,21 +28,6 @@ fn on_aws(server: &Ministack, command: &str, bus: &str, args: &[&str]) -> Run {
     }
     cmd.env_remove("AWS_PROFILE").env_remove("CHOREO_BUS").env_remove("CHOREO_QUEUE_PREFIX");
     run_command(&mut cmd, b"")
-}
-
-async fn receive(bus: &AwsBus, inbox: &str, n: usize) -> Vec<choreo_bus::api::Message> {
-    let options = ReceiveOptions {
-        max_messages: 10,
-        wait_time: Duration::from_secs(1),
-        visibility_timeout: Duration::from_secs(30),
-    };
-    let mut got = Vec::new();
-    let started = std::time::Instant::now();
-    while got.len() < n && started.elapsed() < Duration::from_secs(30) {
-        got.extend(bus.receive(inbox, options).await.unwrap());
-    }
-    assert_eq!(got.len(), n, "{inbox}");
-    got
 }
 
 /// A `SupportTriaged` CloudEvent per case, as PutEvents entries.

@@ -82,6 +82,15 @@ impl<'a> Call<'a> {
         self.failure(code, message, retryable)
     }
 
+    /// The failure as one line (`<service> <operation>: <code>: <message>`) and whether
+    /// another try may help: for stores of other crates that name their resource themselves.
+    pub fn describe<E: ServiceError>(&self, e: Failed<E>) -> (String, bool) {
+        match self.fail(e) {
+            BusError::Service(f) => (format!("{} {}: {}: {}", f.service, f.operation, f.code, f.message), f.retryable),
+            other => (other.to_string(), other.is_retryable()),
+        }
+    }
+
     /// A failure of this call with the service's `code` and `message`.
     pub fn failure(&self, code: String, message: String, retryable: bool) -> BusError {
         BusError::Service(Box::new(ServiceFailure {

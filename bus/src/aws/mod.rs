@@ -25,6 +25,7 @@ mod events;
 mod policy;
 mod queues;
 mod scan;
+pub mod tables;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

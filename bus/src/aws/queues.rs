@@ -152,7 +152,7 @@ impl AwsBus {
         Ok(queue)
     }
 
-    async fn delete(&self, queue: &Queue, inbox: &str, receipt: &Receipt) -> Result<(), BusError> {
+    pub(super) async fn delete(&self, queue: &Queue, inbox: &str, receipt: &Receipt) -> Result<(), BusError> {
         self.in_flight().remove(&receipt.0);
         let call = Call::sqs("DeleteMessage", inbox);
         let deleted = self.sqs.delete_message().queue_url(&queue.url).receipt_handle(&receipt.0).send().await;

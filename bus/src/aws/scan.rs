@@ -176,14 +176,7 @@ impl AwsBus {
             let sent = self.sqs.send_message().queue_url(&to.url).message_body(&m.body).send().await;
             let sent = sent.map_err(|e| call.fail(e))?;
             // Sent, then deleted here: a failure in between leaves it in both (at least once).
-            let call = Call::sqs("DeleteMessage", dead_letters);
-            self.sqs
-                .delete_message()
-                .queue_url(&queue.url)
-                .receipt_handle(&m.receipt.0)
-                .send()
-                .await
-                .map_err(|e| call.fail(e))?;
+            self.delete(&queue, dead_letters, &m.receipt).await?;
             let new_id = sent.message_id().unwrap_or_default();
             moved.push(Redriven {
                 message_id: m.message_id.clone(),
@@ -199,14 +192,7 @@ impl AwsBus {
         let (chosen, others) = self.hold_chosen(inbox, &queue, ids).await?;
         self.release(inbox, &queue, &others).await;
         for m in &chosen {
-            let call = Call::sqs("DeleteMessage", inbox);
-            self.sqs
-                .delete_message()
-                .queue_url(&queue.url)
-                .receipt_handle(&m.receipt.0)
-                .send()
-                .await
-                .map_err(|e| call.fail(e))?;
+            self.delete(&queue, inbox, &m.receipt).await?;
         }
         Ok(chosen.len() as u64)
     }

@@ -21,12 +21,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
-};
-use choreo_bus::BusError;
-use choreo_bus::aws::Call;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use choreo_bus::aws::{Call, ServiceError, tables};
 use serde_json::Value;
 
 use super::effects::{Ledger, Recorded};
@@ -46,57 +42,26 @@ impl DynamoLedger {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Result<Self, StoreError> {
         let table = table.into();
         if sdk.region().is_none() {
-            return Err(StoreError {
-                path: where_(&table).into(),
-                detail: "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) or a region in the AWS profile".into(),
-                retryable: false,
-            });
+            return Err(StoreError { path: where_(&table).into(), detail: tables::NO_REGION.into(), retryable: false });
         }
         Ok(Self { client: Client::new(sdk), table })
     }
 
     /// Makes the table if it does not exist (a local server, a test; in production the
-    /// deployment template makes it) and waits until it is active.
+    /// deployment template makes it).
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-        let attribute = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-        };
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash).map_err(|e| self.odd(e))?)
-            .key_schema(key("sk", KeyType::Range).map_err(|e| self.odd(e))?)
-            .attribute_definitions(attribute("pk").map_err(|e| self.odd(e))?)
-            .attribute_definitions(attribute("sk").map_err(|e| self.odd(e))?)
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(self.fail("CreateTable", e)),
-        }
-        Ok(())
+        tables::ensure_table(&self.client, &self.table)
+            .await
+            .map_err(|(detail, retryable)| self.error(detail, retryable))
     }
 
-    fn fail<E: choreo_bus::aws::ServiceError>(
-        &self,
-        operation: &'static str,
-        e: SdkError<E, HttpResponse>,
-    ) -> StoreError {
-        let failure = Call::new("DynamoDB", operation, &self.table).fail(e);
-        let retryable = failure.is_retryable();
-        let detail = match failure {
-            BusError::Service(f) => format!("{} {}: {}: {}", f.service, f.operation, f.code, f.message),
-            other => other.to_string(),
-        };
+    fn fail<E: ServiceError>(&self, operation: &'static str, e: SdkError<E, HttpResponse>) -> StoreError {
+        let (detail, retryable) = Call::new("DynamoDB", operation, &self.table).describe(e);
+        self.error(detail, retryable)
+    }
+
+    fn error(&self, detail: String, retryable: bool) -> StoreError {
         StoreError { path: where_(&self.table).into(), detail, retryable }
-    }
-
-    fn odd(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError { path: where_(&self.table).into(), detail: e.to_string(), retryable: false }
     }
 
     /// The item's key for effect `key` of `meta.event_id`.

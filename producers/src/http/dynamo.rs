@@ -5,8 +5,11 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use choreo_bus::aws::{Call, ServiceError};
 
 use super::idempotency::Record;
 
@@ -36,12 +39,9 @@ impl TableRecords {
         Self { client: Client::new(sdk), table: table.into() }
     }
 
-    fn fail(&self, operation: &str, e: impl std::error::Error) -> String {
-        format!(
-            "idempotency records in DynamoDB table `{}`: {operation}: {}",
-            self.table,
-            aws_sdk_dynamodb::error::DisplayErrorContext(e)
-        )
+    fn fail<E: ServiceError>(&self, operation: &'static str, e: SdkError<E, HttpResponse>) -> String {
+        let (detail, _) = Call::new("DynamoDB", operation, &self.table).describe(e);
+        format!("idempotency records in DynamoDB table `{}`: {detail}", self.table)
     }
 
     pub(crate) async fn claim(
@@ -75,7 +75,12 @@ impl TableRecords {
                 match there {
                     Some(record) => Ok(record),
                     // A server that does not return the item: read it.
-                    None => self.get(customer, k).await?.ok_or_else(|| self.fail("GetItem", NotThere)),
+                    None => self.get(customer, k).await?.ok_or_else(|| {
+                        format!(
+                            "idempotency records in DynamoDB table `{}`: key {k:?} was taken, yet not there",
+                            self.table
+                        )
+                    }),
                 }
             }
             Err(e) => Err(self.fail("PutItem", e)),
@@ -105,15 +110,3 @@ impl TableRecords {
         Ok(())
     }
 }
-
-/// A record that a conditional write found and a read did not.
-#[derive(Debug)]
-struct NotThere;
-
-impl std::fmt::Display for NotThere {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the key's record was there for the write and not for the read")
-    }
-}
-
-impl std::error::Error for NotThere {}

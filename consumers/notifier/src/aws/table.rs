@@ -21,12 +21,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ReturnValue, ScalarAttributeType,
-    TransactWriteItem,
-};
-use choreo_bus::BusError;
-use choreo_bus::aws::{Call, ServiceError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use choreo_bus::aws::{Call, ServiceError, tables};
 
 use crate::NotifierError;
 use crate::store::Pending;
@@ -89,7 +85,7 @@ impl Table {
         if sdk.region().is_none() {
             return Err(NotifierError::Store {
                 path: format!("DynamoDB table `{name}`").into(),
-                detail: "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) or a region in the AWS profile".into(),
+                detail: tables::NO_REGION.into(),
                 retryable: false,
             });
         }
@@ -98,44 +94,22 @@ impl Table {
 
     /// Makes the table if it does not exist (a local server, a test).
     pub async fn ensure(&self) -> Result<(), NotifierError> {
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-        let attribute = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-        };
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash).map_err(|e| self.odd(e))?)
-            .key_schema(key("sk", KeyType::Range).map_err(|e| self.odd(e))?)
-            .attribute_definitions(attribute("pk").map_err(|e| self.odd(e))?)
-            .attribute_definitions(attribute("sk").map_err(|e| self.odd(e))?)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
-            Err(e) => Err(self.fail("CreateTable", e)),
-        }
+        tables::ensure_table(&self.client, &self.name)
+            .await
+            .map_err(|(detail, retryable)| self.error(detail, retryable))
     }
 
     fn fail<E: ServiceError>(&self, operation: &'static str, e: SdkError<E, HttpResponse>) -> NotifierError {
-        let failure = Call::new("DynamoDB", operation, &self.name).fail(e);
-        let retryable = failure.is_retryable();
-        let detail = match failure {
-            BusError::Service(f) => format!("{} {}: {}: {}", f.service, f.operation, f.code, f.message),
-            other => other.to_string(),
-        };
-        NotifierError::Store { path: format!("DynamoDB table `{}`", self.name).into(), detail, retryable }
+        let (detail, retryable) = Call::new("DynamoDB", operation, &self.name).describe(e);
+        self.error(detail, retryable)
     }
 
     fn odd(&self, e: impl std::fmt::Display) -> NotifierError {
-        NotifierError::Store {
-            path: format!("DynamoDB table `{}`", self.name).into(),
-            detail: e.to_string(),
-            retryable: false,
-        }
+        self.error(e.to_string(), false)
+    }
+
+    fn error(&self, detail: String, retryable: bool) -> NotifierError {
+        NotifierError::Store { path: format!("DynamoDB table `{}`", self.name).into(), detail, retryable }
     }
 
     /// Records a connection of `customer`.
