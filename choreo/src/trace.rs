@@ -12,22 +12,29 @@ use std::path::Path;
 
 use anyhow::Context;
 use choreo_consumers::journal::otlp::{Endpoint, Exporter};
-use choreo_consumers::journal::{self, ReadError};
+use choreo_consumers::journal::{self, CaseLog, ReadError};
+use choreo_consumers::store::DynamoLedger;
 
 use crate::Status;
-use crate::cli::TraceArgs;
+use crate::cli::{Backend, TraceArgs};
 
 pub fn run(args: &TraceArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
-    let log = match journal::read_case(data_dir, &args.case) {
-        Ok(log) => log,
-        Err(e @ (ReadError::UnknownCase { .. } | ReadError::NoStore(_))) => {
-            anyhow::bail!("{e} (data directory {})", data_dir.display())
-        }
-        Err(e) => return Err(e).context(format!("read case `{}`", args.case)),
+    let (log, notifications, source) = if args.backend == Backend::Aws {
+        let (log, table) = aws_case(args)?;
+        (log, None, table)
+    } else {
+        let log = match journal::read_case(data_dir, &args.case) {
+            Ok(log) => log,
+            Err(e @ (ReadError::UnknownCase { .. } | ReadError::NoStore(_))) => {
+                anyhow::bail!("{e} (data directory {})", data_dir.display())
+            }
+            Err(e) => return Err(e).context(format!("read case `{}`", args.case)),
+        };
+        let notifications = choreo_notifier::case_notifications(data_dir, &args.case)
+            .with_context(|| format!("read the notifications of case `{}`", args.case))?;
+        (log, notifications, data_dir.display().to_string())
     };
-    let notifications = choreo_notifier::case_notifications(data_dir, &args.case)
-        .with_context(|| format!("read the notifications of case `{}`", args.case))?;
-    let timeline = timeline::build(&log, notifications, &data_dir.display().to_string());
+    let timeline = timeline::build(&log, notifications, &source);
     if args.json {
         // Rendered first, so that a reader gone away (`| head`) is an I/O error, told apart.
         let json = serde_json::to_string_pretty(&timeline).context("render the timeline")?;
@@ -57,4 +64,36 @@ pub fn run(args: &TraceArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow:
         }
     }
     Ok(Status::Success)
+}
+
+/// The case's runs from the ledger's table on AWS, as the agent functions copied them there
+/// after each invocation: events, runs, model turns, tool calls (suppressed ones marked) and
+/// completions. (Its effects and notifications live elsewhere on AWS: not shown.)
+fn aws_case(args: &TraceArgs) -> anyhow::Result<(CaseLog, String)> {
+    let table =
+        args.ledger_table.clone().context("--ledger-table (or CHOREO_LEDGER_TABLE) names the ledger's table")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
+    let steps = runtime.block_on(async {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = &args.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let ledger = DynamoLedger::new(&loader.load().await, &table)?;
+        ledger.case_steps(&args.case).await
+    })?;
+    let source = format!("DynamoDB table `{table}`");
+    anyhow::ensure!(
+        !steps.is_empty(),
+        "case `{}` not found in {source}: no agent run of it was copied there",
+        args.case
+    );
+    let log = CaseLog {
+        case: args.case.clone(),
+        store: source.clone().into(),
+        events: Vec::new(),
+        steps,
+        effects: Vec::new(),
+        journal: true,
+    };
+    Ok((log, source))
 }

@@ -267,6 +267,25 @@ async fn the_function_runs_behind_the_lambda_runtime_api_and_reports_partial_fai
     let triage = records.iter().find_map(|m| m.event().ok()?.to_delivery().ok()).expect("the triage").envelope;
     let recorded = ledger.recorded("payments", triage.id()).await.unwrap().unwrap();
     assert_eq!(recorded.iter().map(|r| r.tool.as_str()).collect::<Vec<_>>(), ["complete.PaymentIssueResolved"]);
+    // After the invocation, its runs are in the table for `choreo trace --backend aws`.
+    let trace = |case: &str| {
+        let mut cmd = choreo_tests::choreo();
+        cmd.args(["trace", case, "--backend", "aws", "--ledger-table", WATCHED_LEDGER]);
+        cmd.args(["--endpoint-url", &server.endpoint]).env_remove("AWS_PROFILE");
+        for (k, v) in server.aws_env() {
+            cmd.env(k, v);
+        }
+        choreo_tests::run_command(&mut cmd, b"")
+    };
+    let out = trace("case-lambda");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for shown in ["payments ← delivery 1 · done", "tool payments.refund_charge", "● PaymentIssueResolved", "model turn"]
+    {
+        assert!(out.stdout.contains(shown), "{shown:?} in:\n{}", out.stdout);
+    }
+    let out = trace("no-such-case");
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("case `no-such-case` not found in DynamoDB table"), "{}", out.stderr);
 
     lose_the_dead_letter_queue(&server).await;
     put_malformed(&bus).await;

@@ -17,12 +17,13 @@
 //! A missing or unknown agent, a bus that does not exist or a model that cannot be reached
 //! fail the function's start (its init), with the reason in its log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use choreo_bus::{AwsBus, AwsConfig};
 use choreo_consumers::local::{Local, Options};
+use choreo_consumers::runner::Services;
 use choreo_consumers::store::DynamoLedger;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -43,10 +44,13 @@ async fn main() -> Result<(), Error> {
     if let Some(model) = env("CHOREO_MODEL") {
         options.model = model.parse().map_err(|e| format!("CHOREO_MODEL: {e}"))?;
     }
+    let data_dir = options.data_dir.clone();
+    let mut shared = None;
     if let Some(table) = env("CHOREO_LEDGER_TABLE") {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let ledger = DynamoLedger::new(&sdk, table).map_err(|e| format!("the ledger: {e}"))?;
-        options.ledger = Some(Arc::new(ledger));
+        let ledger = Arc::new(DynamoLedger::new(&sdk, table).map_err(|e| format!("the ledger: {e}"))?);
+        options.ledger = Some(ledger.clone());
+        shared = Some(ledger);
     }
     // The deployment made the rules and queues; messages come from the event source mapping.
     options.consume = false;
@@ -57,13 +61,44 @@ async fn main() -> Result<(), Error> {
         format!("CHOREO_AGENT `{name}` is not an agent folder here (there are: {})", known.join(", "))
     })?;
     let services = local.services.clone();
+    let copied = Arc::new(tokio::sync::Mutex::new(0_i64));
+    // This instance, among those of every agent: its start in nanoseconds and its process.
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let instance = format!("{:x}-{}", started.as_nanos(), std::process::id());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (services, bus, agent) = (services.clone(), bus.clone(), agent.clone());
+        let (shared, copied, data_dir, instance) = (shared.clone(), copied.clone(), data_dir.clone(), instance.clone());
         async move {
             let response: SqsBatchResponse =
                 choreo_consumers::lambda::handle_sqs(&services, bus.as_ref(), &agent, event.payload).await;
+            if let Some(ledger) = shared {
+                copy_runs(&services, &ledger, &data_dir, &instance, &copied).await;
+            }
             Ok::<_, Error>(response)
         }
     }))
     .await
+}
+
+/// Copies the invocation's steps (the journal's new rows) under their cases in the ledger's
+/// table, for `choreo trace --backend aws`, before Lambda freezes the instance. A failure is
+/// logged and tried again after the next invocation: the trace lags, nothing else does.
+async fn copy_runs(
+    services: &Services,
+    ledger: &DynamoLedger,
+    data_dir: &Path,
+    instance: &str,
+    copied: &tokio::sync::Mutex<i64>,
+) {
+    services.observer.flush().await;
+    let mut copied = copied.lock().await;
+    let runs = match choreo_consumers::journal::file::runs_after(data_dir, *copied) {
+        Ok(runs) => runs,
+        Err(e) => return tracing::warn!(error = %e, "the journal's new rows could not be read"),
+    };
+    let Some(last) = runs.iter().map(|r| r.last).max() else { return };
+    match ledger.put_runs(instance, &runs).await {
+        Ok(()) => *copied = last,
+        Err(e) => tracing::warn!(error = %e, "the runs could not be copied for the trace"),
+    }
 }

@@ -176,23 +176,80 @@ pub fn read(dir: &Path, case: &str) -> Result<Option<Vec<StepRow>>, StoreError> 
     for row in rows {
         let (seq, agent, event_id, replay_name, detail): (i64, String, String, Option<String>, String) =
             row.map_err(fail)?;
-        // A step this version cannot read (a newer kind) is skipped; the others keep their seq.
-        let stored: Vec<serde_json::Value> = serde_json::from_str(&detail).unwrap_or_default();
-        for (i, value) in stored.into_iter().enumerate() {
-            let Ok(Read { at, us, entry }) = serde_json::from_value(value) else { continue };
-            steps.push(StepRow {
-                seq: seq + i as i64,
-                correlation_id: case.to_owned(),
-                agent: agent.clone(),
-                event_id: event_id.clone(),
-                started_us: at,
-                duration_us: us,
-                replay_name: replay_name.clone(),
-                entry,
-            });
-        }
+        let run = Run { seq, last: 0, correlation_id: case.to_owned(), agent, event_id, replay_name, steps: detail };
+        steps.extend(run.step_rows());
     }
     Ok(Some(steps))
+}
+
+/// One row of the journal: the steps of one run that one commit wrote, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub seq: i64,
+    pub last: i64,
+    pub correlation_id: String,
+    pub agent: String,
+    pub event_id: String,
+    pub replay_name: Option<String>,
+    /// The steps, as the journal keeps them (`[{"at":…,"us":…,"kind":…},…]`).
+    pub steps: String,
+}
+
+impl Run {
+    /// The row's steps, numbered from its `seq`; a step this version cannot read (a newer
+    /// kind) is skipped, the others keep their number.
+    pub fn step_rows(&self) -> Vec<StepRow> {
+        let stored: Vec<serde_json::Value> = serde_json::from_str(&self.steps).unwrap_or_default();
+        stored
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, value)| {
+                let Read { at, us, entry } = serde_json::from_value(value).ok()?;
+                Some(StepRow {
+                    seq: self.seq + i as i64,
+                    correlation_id: self.correlation_id.clone(),
+                    agent: self.agent.clone(),
+                    event_id: self.event_id.clone(),
+                    started_us: at,
+                    duration_us: us,
+                    replay_name: self.replay_name.clone(),
+                    entry,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The rows of `<dir>/journal.db` written after step `after` (every case), in order: what a
+/// Lambda function copies to the shared table after an invocation.
+pub fn runs_after(dir: &Path, after: i64) -> Result<Vec<Run>, StoreError> {
+    let path = dir.join(JOURNAL_FILE);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let fail = |e: rusqlite::Error| StoreError::of(&path, e);
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, last, correlation_id, agent, event_id, replay_name, steps FROM steps WHERE seq > ?1 ORDER BY seq",
+        )
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map([after], |r| {
+            Ok(Run {
+                seq: r.get(0)?,
+                last: r.get(1)?,
+                correlation_id: r.get(2)?,
+                agent: r.get(3)?,
+                event_id: r.get(4)?,
+                replay_name: r.get(5)?,
+                steps: r.get(6)?,
+            })
+        })
+        .map_err(fail)?;
+    rows.collect::<Result<_, _>>().map_err(fail)
 }
 
 #[cfg(test)]
