@@ -1,8 +1,12 @@
 //! The DynamoDB tables of the AWS path (the effect ledger's, the notifier's): the template's
 //! key schema (`pk`, `sk`: strings), made here when missing, for a local server or a test.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 
 use super::errors::Call;
 
@@ -27,6 +31,25 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), (String, b
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
         Err(e) => Err(Call::new("DynamoDB", "CreateTable", table).describe(e)),
+    }
+}
+
+/// Every item `query` finds, page after page (strongly consistent when the query says so); a
+/// failure is described as [`Call::describe`] does.
+pub async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<HashMap<String, AttributeValue>>, (String, bool)> {
+    let table = query.get_table_name().clone().unwrap_or_default();
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = query.clone().set_exclusive_start_key(start.take()).send().await;
+        let page = page.map_err(|e| Call::new("DynamoDB", "Query", &table).describe(e))?;
+        items.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(next) if !next.is_empty() => start = Some(next),
+            _ => return Ok(items),
+        }
     }
 }
 

@@ -199,27 +199,15 @@ impl DynamoLedger {
     /// The steps of case `case` that functions copied here, in the order they happened,
     /// numbered again (instances number theirs each on its own).
     pub async fn case_steps(&self, case: &str) -> Result<Vec<StepRow>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :case AND begins_with(sk, :runs)")
-                .expression_attribute_values(":case", AttributeValue::S(format!("case#{case}")))
-                .expression_attribute_values(":runs", AttributeValue::S("run#".into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.fail("Query", e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => break,
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :case AND begins_with(sk, :runs)")
+            .expression_attribute_values(":case", AttributeValue::S(format!("case#{case}")))
+            .expression_attribute_values(":runs", AttributeValue::S("run#".into()))
+            .consistent_read(true);
+        let items = tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))?;
         let mut runs: Vec<Vec<StepRow>> = items
             .iter()
             .filter_map(|item| {
@@ -328,26 +316,14 @@ impl Ledger for DynamoLedger {
     }
 
     async fn recorded(&self, agent: &str, event_id: &str) -> Result<Option<Vec<Recorded>>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :event")
-                .expression_attribute_values(":event", AttributeValue::S(event_id.to_owned()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.fail("Query", e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => break,
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :event")
+            .expression_attribute_values(":event", AttributeValue::S(event_id.to_owned()))
+            .consistent_read(true);
+        let items = tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))?;
         let mut answers: Vec<(i64, Recorded)> = items
             .iter()
             .filter(|item| text(item, "agent") == Some(agent) && text(item, "state") == Some("done"))

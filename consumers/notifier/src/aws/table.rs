@@ -196,29 +196,17 @@ impl Table {
     }
 
     async fn query(&self, customer: &str, condition: &str, from: &str, to: &str) -> Result<Vec<Item>, NotifierError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression(format!("pk = :pk AND {condition}"))
-                .expression_attribute_values(":pk", customer_pk(customer))
-                .expression_attribute_values(":from", s(from))
-                .expression_attribute_values(":to", s(to))
-                .consistent_read(true)
-                .limit(PAGE)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.fail("Query", e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(items),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression(format!("pk = :pk AND {condition}"))
+            .expression_attribute_values(":pk", customer_pk(customer))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to))
+            .consistent_read(true)
+            .limit(PAGE);
+        tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))
     }
 
     /// Makes `pending` a notification of its customer: its number, or `None` when its event
