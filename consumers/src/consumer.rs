@@ -519,7 +519,7 @@ async fn decide(
         Err(e) => {
             if !e.retryable {
                 let detail = format!("{}: {}", e.code, e.message);
-                let _ = services.store.note(&correlation, &event_id, agent.name(), NoteKind::Failed, &detail);
+                let _ = services.cases.note(&correlation, &event_id, agent.name(), NoteKind::Failed, &detail).await;
             }
             let failure = Failure { code: e.code.clone(), message: e.message.clone(), retryable: e.retryable };
             let failed = StepKind::Failed { code: e.code, message: e.message, retryable: e.retryable };

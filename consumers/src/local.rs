@@ -19,7 +19,7 @@ use crate::manifest::{self, Agent, ManifestError};
 use crate::observe::Observer;
 use crate::runner::{self, RunError, Services};
 use crate::runtime::{self, Runtime};
-use crate::store::{Ledger, Store, StoreError};
+use crate::store::{CaseStore, Ledger, Store, StoreError};
 use crate::tools::Registry;
 
 /// The archive every event of the local bus goes to, for replays.
@@ -56,6 +56,9 @@ pub struct Options {
     /// The effect ledger, where not the agents' store (`<data-dir>/agents.db`): a table that
     /// every instance of the agents shares ([`crate::store::DynamoLedger`]).
     pub ledger: Option<Arc<dyn Ledger>>,
+    /// The case store, where not the agents' store: a table every instance of every agent
+    /// shares (the same [`crate::store::DynamoLedger`]).
+    pub cases: Option<Arc<dyn CaseStore>>,
 }
 
 /// A function that wraps the model the agents use.
@@ -75,6 +78,7 @@ impl Options {
             consume: true,
             subscribe: true,
             ledger: None,
+            cases: None,
         }
     }
 }
@@ -161,10 +165,12 @@ impl<B: Bus + Inboxes + 'static> Local<B> {
             observer = observer.with_journal(Journal::open(&store, exporter)?);
         }
         let ledger: Arc<dyn Ledger> = options.ledger.unwrap_or_else(|| store.clone());
+        let cases: Arc<dyn CaseStore> = options.cases.unwrap_or_else(|| store.clone());
         let services = Arc::new(Services {
             bus: bus.clone(),
             store,
             ledger,
+            cases,
             backoffice: Arc::new(backoffice),
             tools: Arc::new(Registry::standard()),
             model,

@@ -5,11 +5,11 @@
 //! - `CHOREO_AGENT`: the agent's name (its folder under `CHOREO_AGENTS_DIR`);
 //! - `CHOREO_BUS`: the event bus (default `choreo`); `CHOREO_QUEUE_PREFIX` before queue names;
 //! - `CHOREO_MODEL`: `bedrock:<model-id>` (the template's), `offline`, or `openai:<url>#<model>`;
-//! - `CHOREO_LEDGER_TABLE`: the DynamoDB table of the effect ledger (the template's
-//!   `LedgerTable`), shared by every instance of every agent; without it, the ledger is the
-//!   instance's own store (fine on one instance, as under `cargo lambda watch`);
-//! - `CHOREO_DATA_DIR` (default `/tmp/choreo`): the instance's store of runs and cases, and the
-//!   reference back office;
+//! - `CHOREO_LEDGER_TABLE`: the DynamoDB table of the effect ledger and the case store (the
+//!   template's `LedgerTable`), shared by every instance of every agent; without it, both are
+//!   the instance's own store (fine on one instance, as under `cargo lambda watch`);
+//! - `CHOREO_DATA_DIR` (default `/tmp/choreo`): the instance's record of the runs it handled,
+//!   its step journal, and the reference back office;
 //! - `CHOREO_AGENTS_DIR`: the agent folders, by default those built into the binary (see
 //!   [`choreo::agents`]);
 //! - the standard AWS settings (region, credentials, `AWS_ENDPOINT_URL` for a local server).
@@ -50,6 +50,7 @@ async fn main() -> Result<(), Error> {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
         let ledger = Arc::new(DynamoLedger::new(&sdk, table).map_err(|e| format!("the ledger: {e}"))?);
         options.ledger = Some(ledger.clone());
+        options.cases = Some(ledger.clone());
         shared = Some(ledger);
     }
     // The deployment made the rules and queues; messages come from the event source mapping.

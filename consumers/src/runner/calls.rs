@@ -16,7 +16,7 @@ use super::{Run, RunError, data_of, publish};
 use crate::manifest::Agent;
 use crate::observe::{StepKind, ToolOutcome};
 use crate::store::{Answer, Claim, ClaimMeta, NoteKind, effect_key};
-use crate::tools::{ToolContext, ToolError};
+use crate::tools::{CaseSoFar, ToolContext, ToolError};
 
 /// The tool every agent has to hand a case to a human.
 pub const ESCALATE_TOOL: &str = "case.escalate";
@@ -89,8 +89,8 @@ impl Run<'_> {
         Ok(ToolResult { tool_use_id: tool_use.tool_use_id.clone(), content: result, status })
     }
 
-    fn invalid(&self, message: String) -> Result<(ToolOutcome, Value), RunError> {
-        self.note(NoteKind::InvalidCall, &message)?;
+    async fn invalid(&self, message: String) -> Result<(ToolOutcome, Value), RunError> {
+        self.note(NoteKind::InvalidCall, &message).await?;
         Ok((ToolOutcome::Error, error(message)))
     }
 
@@ -102,10 +102,17 @@ impl Run<'_> {
                 let mut yours = self.agent.manifest.tools.clone();
                 yours.extend(self.agent.manifest.completes_with.iter().map(|e| format!("{COMPLETE_PREFIX}{e}")));
                 yours.push(ESCALATE_TOOL.into());
-                return self.invalid(format!("unknown tool `{name}`; your tools are: {}", yours.join(", ")));
+                return self.invalid(format!("unknown tool `{name}`; your tools are: {}", yours.join(", "))).await;
             }
         };
         let key = effect_key(self.event.id(), name, &tool_use.input);
+        let case = match tool.reads_case {
+            true => Some(CaseSoFar {
+                events: self.services.cases.case_events(&self.correlation_id).await?,
+                notes: self.services.cases.notes(&self.correlation_id).await?,
+            }),
+            false => None,
+        };
         let ctx = ToolContext {
             agent: self.agent.name(),
             event: self.event,
@@ -114,7 +121,7 @@ impl Run<'_> {
             idempotency_key: &key,
             today: self.services.clock.now().date_naive(),
             backoffice: &self.services.backoffice,
-            store: &self.services.store,
+            case: case.as_ref(),
         };
         let outcome = if tool.effect {
             let meta = ClaimMeta {
@@ -145,10 +152,10 @@ impl Run<'_> {
             Ok(result) => Ok((ToolOutcome::Ok, result)),
             Err(ToolError::Refused(reason)) => {
                 let detail = format!("{name} refused: {reason}");
-                self.note(NoteKind::Refused, &detail)?;
+                self.note(NoteKind::Refused, &detail).await?;
                 Ok((ToolOutcome::Refused, error(detail)))
             }
-            Err(e @ ToolError::Invalid(_)) => self.invalid(format!("{name}: {e}")),
+            Err(e @ ToolError::Invalid(_)) => self.invalid(format!("{name}: {e}")).await,
             Err(e @ ToolError::Failed(_)) => Ok((ToolOutcome::Error, error(format!("{name}: {e}")))),
             Err(ToolError::Unavailable(reason)) => {
                 Err(RunError::retryable("TOOL_UNAVAILABLE", format!("{name}: {reason}")))
@@ -159,13 +166,15 @@ impl Run<'_> {
 
     async fn complete(&mut self, event_type: &str, data: &Value) -> Result<(ToolOutcome, Value), RunError> {
         if !self.agent.manifest.completes_with.iter().any(|e| e == event_type) {
-            return self.invalid(format!(
-                "`{COMPLETE_PREFIX}{event_type}` is not yours; you complete with {}",
-                self.agent.manifest.completes_with.join(", ")
-            ));
+            return self
+                .invalid(format!(
+                    "`{COMPLETE_PREFIX}{event_type}` is not yours; you complete with {}",
+                    self.agent.manifest.completes_with.join(", ")
+                ))
+                .await;
         }
         if let Err(e) = self.agent.validate_event(event_type, data) {
-            return self.invalid(format!("{COMPLETE_PREFIX}{event_type}: {e}"));
+            return self.invalid(format!("{COMPLETE_PREFIX}{event_type}: {e}")).await;
         }
         let key = if self.agent.manifest.once_per_case.iter().any(|e| e == event_type) {
             format!("{}|{COMPLETE_PREFIX}{event_type}", self.correlation_id)
@@ -186,7 +195,7 @@ impl Run<'_> {
             (false, envelope) => {
                 // Answered already, by this event's earlier delivery or, once per case, by
                 // another event (nothing to do).
-                if self.unpublished_answer(&envelope)? {
+                if self.unpublished_answer(&envelope).await? {
                     self.publish(&envelope).await?;
                 }
                 let result = json!({ "already_published": envelope.id(), "type": event_type });
@@ -199,7 +208,7 @@ impl Run<'_> {
     async fn escalate_call(&mut self, input: &Value) -> Result<(ToolOutcome, Value), RunError> {
         let escalate: Escalate = match serde_json::from_value(input.clone()) {
             Ok(e) => e,
-            Err(e) => return self.invalid(format!("{ESCALATE_TOOL}: invalid input: {e}")),
+            Err(e) => return self.invalid(format!("{ESCALATE_TOOL}: invalid input: {e}")).await,
         };
         let key = format!("{}|{ESCALATE_TOOL}", self.event.id());
         self.escalate(escalate.reason, &escalate.detail, &key).await?;
@@ -220,9 +229,9 @@ impl Run<'_> {
         let data = serde_json::to_value(&data).map_err(|e| RunError::permanent("INTERNAL", e.to_string()))?;
         let builder = self.event.follow_up(self.agent.source(), "CaseEscalated").data(data.clone());
         let envelope = self.build(builder, &data)?;
-        self.note(NoteKind::Escalated, detail)?;
+        self.note(NoteKind::Escalated, detail).await?;
         let (fresh, envelope) = self.publish_once(key, envelope, ESCALATE_TOOL).await?;
-        if fresh || self.unpublished_answer(&envelope)? {
+        if fresh || self.unpublished_answer(&envelope).await? {
             self.publish(&envelope).await?;
         }
         let published = fresh.then(|| Box::new(envelope));
@@ -309,12 +318,12 @@ impl Run<'_> {
     /// never have reached the bus (that delivery stopped between the record and the put): it
     /// is put again then (same id: consumers dedupe). One the case store holds was accepted
     /// already (it is recorded after the bus accepted it), so a replay puts nothing twice.
-    fn unpublished_answer(&self, envelope: &Envelope) -> Result<bool, RunError> {
+    async fn unpublished_answer(&self, envelope: &Envelope) -> Result<bool, RunError> {
         if !self.answers_this_event(envelope) {
             return Ok(false);
         }
         let case = envelope.correlation_id().unwrap_or(envelope.id());
-        Ok(!self.services.store.has_event(case, envelope.id())?)
+        Ok(!self.services.cases.has_event(case, envelope.id()).await?)
     }
 
     /// Whether `envelope` was caused by this run's event (only such an answer is ever put
@@ -325,7 +334,7 @@ impl Run<'_> {
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), RunError> {
         publish(self.services.bus.as_ref(), envelope).await?;
-        self.services.store.record_event(envelope)?;
+        self.services.cases.record_event(envelope).await?;
         self.step(StepKind::Published {
             event_type: envelope.event_type().to_owned(),
             published_id: envelope.id().to_owned(),

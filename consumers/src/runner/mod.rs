@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::manifest::Agent;
 use crate::observe::{Observer, StepKind};
-use crate::store::{Answer, Ledger, NoteKind, PriorRun, Store, StoreError};
+use crate::store::{Answer, CaseStore, Ledger, NoteKind, PriorRun, Store, StoreError};
 use crate::tools::Registry;
 
 pub use calls::{COMPLETE_PREFIX, ESCALATE_TOOL, completion_tool};
@@ -30,6 +30,9 @@ pub struct Services {
     /// The effect ledger: the store itself (the embedded default), or a shared table (the
     /// AWS path: [`crate::store::DynamoLedger`]).
     pub ledger: Arc<dyn Ledger>,
+    /// The case store (events, notes, spend): the store itself, or the shared table on AWS,
+    /// where a case's agents run in many functions.
+    pub cases: Arc<dyn CaseStore>,
     pub backoffice: Arc<BackOffice>,
     pub tools: Arc<Registry>,
     pub model: Arc<dyn Model>,
@@ -114,8 +117,9 @@ impl<'a> Run<'a> {
         self.services.observer.emit(&self.correlation_id, self.agent.name(), self.event.id(), kind);
     }
 
-    pub(crate) fn note(&self, kind: NoteKind, detail: &str) -> Result<(), RunError> {
-        Ok(self.services.store.note(&self.correlation_id, self.event.id(), self.agent.name(), kind, detail)?)
+    pub(crate) async fn note(&self, kind: NoteKind, detail: &str) -> Result<(), RunError> {
+        let (case, event, agent) = (&self.correlation_id, self.event.id(), self.agent.name());
+        Ok(self.services.cases.note(case, event, agent, kind, detail).await?)
     }
 
     /// The customer the event acts for: its `authid` when `authtype` is `app_user`.
@@ -151,30 +155,31 @@ pub async fn run_after(services: &Services, agent: &Agent, event: &Envelope, pri
         completions_made: Default::default(),
     };
     if !prior.in_case {
-        services.store.add_event(event)?;
+        services.cases.add_event(event).await?;
     }
     // A ledger shared beyond this store (other instances of the agent) says what any earlier
     // delivery recorded; this store knows only its own.
     let answers = match services.ledger.recorded(agent.name(), event.id()).await? {
         None => prior.answers,
-        Some(recorded) => recorded
-            .into_iter()
-            .map(|r| {
+        Some(recorded) => {
+            let mut answers = Vec::with_capacity(recorded.len());
+            for r in recorded {
                 let case = r.envelope["correlationid"].as_str().or(r.envelope["id"].as_str());
                 let in_case = match (case, r.envelope["id"].as_str()) {
-                    (Some(case), Some(id)) => services.store.has_event(case, id)?,
+                    (Some(case), Some(id)) => services.cases.has_event(case, id).await?,
                     _ => false,
                 };
-                Ok(Answer { key: r.key, tool: r.tool, recorded: r.envelope, in_case })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?,
+                answers.push(Answer { key: r.key, tool: r.tool, recorded: r.envelope, in_case });
+            }
+            answers
+        }
     };
     if let Some(outcome) = run.answered_by_ledger(answers).await? {
         return Ok(run.ran(outcome));
     }
     // Held until the run ends: `concurrency` bounds the agent's runs that call the model.
     let _slot = agent.model_slots.acquire().await.map_err(|e| RunError::retryable("AGENT_STOPPED", e.to_string()))?;
-    if let Err(exhausted) = services.store.debit_hop(&run.correlation_id, &run.budget)? {
+    if let Err(exhausted) = services.cases.debit_hop(&run.correlation_id, &run.budget).await? {
         let outcome = run.budget_exhausted(&exhausted.to_string()).await?;
         return Ok(run.ran(outcome));
     }
@@ -198,7 +203,7 @@ impl Run<'_> {
         };
         let mut request = request_base;
         for turn in 1..=self.agent.manifest.max_turns {
-            if let Err(exhausted) = self.services.store.debit_turn(&self.correlation_id, &self.budget)? {
+            if let Err(exhausted) = self.services.cases.debit_turn(&self.correlation_id, &self.budget).await? {
                 return self.budget_exhausted(&exhausted.to_string()).await;
             }
             let started = Instant::now();
@@ -210,7 +215,7 @@ impl Run<'_> {
                 message: e.to_string(),
                 retryable: e.is_retryable(),
             })?;
-            self.services.store.add_tokens(&self.correlation_id, response.usage.total())?;
+            self.services.cases.add_tokens(&self.correlation_id, response.usage.total()).await?;
             self.step(StepKind::ModelTurn {
                 turn,
                 input_tokens: response.usage.input_tokens,
@@ -239,7 +244,7 @@ impl Run<'_> {
             match response.stop_reason {
                 StopReason::EndTurn | StopReason::StopSequence => {
                     let text = message.text();
-                    self.note(NoteKind::NoCompletion, &text)?;
+                    self.note(NoteKind::NoCompletion, &text).await?;
                     self.step(StepKind::NoCompletion { text: text.clone() });
                     return Ok(Outcome::NoCompletion(text));
                 }
@@ -251,7 +256,7 @@ impl Run<'_> {
                 StopReason::ToolUse => {
                     // Said it would call a tool and called none: tell it, as with any bad call.
                     let detail = "the answer stopped for tool use but holds no tool call";
-                    self.note(NoteKind::InvalidCall, detail)?;
+                    self.note(NoteKind::InvalidCall, detail).await?;
                     request.messages.push(Message::user_text(
                         "Your last answer stopped for tool use but held no tool call. Call one of your tools, \
                          or `complete.<Event>` when your part is done.",
@@ -275,7 +280,7 @@ impl Run<'_> {
     }
 
     async fn budget_exhausted(&mut self, detail: &str) -> Result<Outcome, RunError> {
-        self.note(NoteKind::BudgetExhausted, detail)?;
+        self.note(NoteKind::BudgetExhausted, detail).await?;
         // Once per case, whichever agent hits the limit first.
         let key = format!("{}|budget_exhausted", self.correlation_id);
         self.escalate(EscalationReason::BudgetExhausted, detail, &key).await

@@ -2,6 +2,7 @@
 //! it, notes on the case (refusals, escalations, failures), and what the case has spent of
 //! its budget, debited before every model call so parallel agents share one budget.
 
+use async_trait::async_trait;
 use choreo_schemas::Envelope;
 use choreo_schemas::envelope::Budget;
 use rusqlite::OptionalExtension;
@@ -43,7 +44,7 @@ pub enum NoteKind {
 }
 
 impl NoteKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoteKind::Refused => "refused",
             NoteKind::InvalidCall => "invalid_call",
@@ -54,7 +55,7 @@ impl NoteKind {
         }
     }
 
-    fn parse(s: &str) -> NoteKind {
+    pub(crate) fn parse(s: &str) -> NoteKind {
         match s {
             "refused" => NoteKind::Refused,
             "invalid_call" => NoteKind::InvalidCall,
@@ -92,6 +93,124 @@ pub struct Exhausted {
     pub budget: Budget,
 }
 
+/// The case store as the runtime calls it: one trait, kept by the agents' store (SQLite, the
+/// embedded default, where every agent of the process shares it) or by a DynamoDB table (the
+/// AWS path, where every instance of every agent function shares it: see
+/// [`super::DynamoLedger`]). What one agent records, the others read: the join of `support`
+/// over the others' completions, and one budget for the whole case.
+#[async_trait]
+pub trait CaseStore: Send + Sync {
+    /// Where the cases are, for messages (a file, a table).
+    fn name(&self) -> String;
+
+    /// Adds an event to its case: once, however often it is added.
+    async fn add_event(&self, envelope: &Envelope) -> Result<(), StoreError>;
+
+    /// [`CaseStore::add_event`], looking first where a read spares a write.
+    async fn record_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
+        let case = envelope.correlation_id().unwrap_or(envelope.id());
+        if self.has_event(case, envelope.id()).await? {
+            return Ok(());
+        }
+        self.add_event(envelope).await
+    }
+
+    /// Whether case `case` holds event `event_id`.
+    async fn has_event(&self, case: &str, event_id: &str) -> Result<bool, StoreError>;
+
+    /// The events of a case, in the order they were recorded.
+    async fn case_events(&self, case: &str) -> Result<Vec<CaseEvent>, StoreError>;
+
+    /// Writes a note on a case.
+    async fn note(
+        &self,
+        case: &str,
+        event_id: &str,
+        agent: &str,
+        kind: NoteKind,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The notes on a case, oldest first.
+    async fn notes(&self, case: &str) -> Result<Vec<CaseNote>, StoreError>;
+
+    /// What the case has spent.
+    async fn spend(&self, case: &str) -> Result<Spend, StoreError>;
+
+    /// Debits one agent run (a hop), or says the budget is spent. Atomic: two runs racing for
+    /// the last hop cannot both get it.
+    async fn debit_hop(&self, case: &str, budget: &Budget) -> Result<Result<Spend, Exhausted>, StoreError>;
+
+    /// Debits one model turn, when turns and tokens remain (atomic, as a hop).
+    async fn debit_turn(&self, case: &str, budget: &Budget) -> Result<Result<Spend, Exhausted>, StoreError>;
+
+    /// Adds the tokens a model call used (known only after it answered).
+    async fn add_tokens(&self, case: &str, tokens: u64) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl CaseStore for Store {
+    fn name(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    async fn add_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
+        Store::add_event(self, envelope)
+    }
+
+    async fn record_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
+        Store::record_event(self, envelope)
+    }
+
+    async fn has_event(&self, case: &str, event_id: &str) -> Result<bool, StoreError> {
+        Store::has_event(self, case, event_id)
+    }
+
+    async fn case_events(&self, case: &str) -> Result<Vec<CaseEvent>, StoreError> {
+        Store::case_events(self, case)
+    }
+
+    async fn note(
+        &self,
+        case: &str,
+        event_id: &str,
+        agent: &str,
+        kind: NoteKind,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        Store::note(self, case, event_id, agent, kind, detail)
+    }
+
+    async fn notes(&self, case: &str) -> Result<Vec<CaseNote>, StoreError> {
+        Store::notes(self, case)
+    }
+
+    async fn spend(&self, case: &str) -> Result<Spend, StoreError> {
+        Store::spend(self, case)
+    }
+
+    async fn debit_hop(&self, case: &str, budget: &Budget) -> Result<Result<Spend, Exhausted>, StoreError> {
+        Store::debit_hop(self, case, budget)
+    }
+
+    async fn debit_turn(&self, case: &str, budget: &Budget) -> Result<Result<Spend, Exhausted>, StoreError> {
+        Store::debit_turn(self, case, budget)
+    }
+
+    async fn add_tokens(&self, case: &str, tokens: u64) -> Result<(), StoreError> {
+        Store::add_tokens(self, case, tokens)
+    }
+}
+
+impl Exhausted {
+    /// `what` ("turns" or "hops") could not be debited from `budget` with `spent` spent: the
+    /// first limit reached is the one reported.
+    pub(crate) fn of(spent: Spend, budget: &Budget, what: &'static str) -> Self {
+        let limit = if spent.tokens >= budget.tokens { "tokens" } else { what };
+        Exhausted { limit, spent, budget: *budget }
+    }
+}
+
 impl Store {
     /// Adds an event to its case (once, however often it is recorded).
     pub fn record_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
@@ -104,7 +223,7 @@ impl Store {
     }
 
     /// [`Store::record_event`] for an event the caller looked up already.
-    pub(crate) fn add_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
+    pub fn add_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
         let correlation = envelope.correlation_id().unwrap_or(envelope.id());
         let data = envelope.data().cloned().unwrap_or(Value::Null).to_string();
         let time = envelope.time().map(|t| t.to_rfc3339());
@@ -269,10 +388,7 @@ impl Store {
                 return Ok(Ok(after));
             }
         }
-        let spent = self.spend(correlation_id)?;
-        // The first limit reached is the one reported.
-        let limit = if spent.tokens >= budget.tokens { "tokens" } else { what };
-        Ok(Err(Exhausted { limit, spent, budget: *budget }))
+        Ok(Err(Exhausted::of(self.spend(correlation_id)?, budget, what)))
     }
 }
 

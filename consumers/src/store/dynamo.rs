@@ -33,12 +33,12 @@ use crate::journal::StepRow;
 use crate::journal::file::Run;
 use crate::runner::ESCALATE_TOOL;
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 /// The effect ledger in DynamoDB table `table`.
 pub struct DynamoLedger {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
 impl DynamoLedger {
@@ -59,12 +59,12 @@ impl DynamoLedger {
             .map_err(|(detail, retryable)| self.error(detail, retryable))
     }
 
-    fn fail<E: ServiceError>(&self, operation: &'static str, e: SdkError<E, HttpResponse>) -> StoreError {
+    pub(super) fn fail<E: ServiceError>(&self, operation: &'static str, e: SdkError<E, HttpResponse>) -> StoreError {
         let (detail, retryable) = Call::new("DynamoDB", operation, &self.table).describe(e);
         self.error(detail, retryable)
     }
 
-    fn error(&self, detail: String, retryable: bool) -> StoreError {
+    pub(super) fn error(&self, detail: String, retryable: bool) -> StoreError {
         StoreError { path: where_(&self.table).into(), detail, retryable }
     }
 
@@ -237,15 +237,15 @@ impl DynamoLedger {
 }
 
 /// How the table is named in errors.
-fn where_(table: &str) -> String {
+pub(super) fn where_(table: &str) -> String {
     format!("DynamoDB table `{table}`")
 }
 
-fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn json(item: &Item, name: &str) -> Value {
+pub(super) fn json(item: &Item, name: &str) -> Value {
     text(item, name).and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
 }
 

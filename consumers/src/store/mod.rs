@@ -5,6 +5,7 @@
 
 mod cases;
 mod dynamo;
+mod dynamo_cases;
 mod effects;
 mod ledger;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
-pub use cases::{CaseEvent, CaseNote, Exhausted, NoteKind, Spend};
+pub use cases::{CaseEvent, CaseNote, CaseStore, Exhausted, NoteKind, Spend};
 pub use dynamo::DynamoLedger;
 pub use effects::{Ledger, Recorded};
 pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};

@@ -13,7 +13,8 @@ pub(super) fn tools() -> Vec<ToolDef> {
         "The case so far: its events in order (type, source, data) and notes (refusals, escalations), with the types of the events received.",
         false,
         get_case,
-    )]
+    )
+    .reading_case()]
 }
 
 /// No input: the case is the one of the event being handled.
@@ -32,9 +33,8 @@ pub struct Case {
 }
 
 fn get_case(ctx: &ToolContext<'_>, _input: GetCase) -> Result<Case, ToolError> {
-    let unavailable = |e: crate::store::StoreError| ToolError::Unavailable(e.to_string());
-    let events = ctx.store.case_events(ctx.correlation_id).map_err(unavailable)?;
-    let notes = ctx.store.notes(ctx.correlation_id).map_err(unavailable)?;
+    let case = ctx.case.ok_or_else(|| ToolError::Broken("the runtime did not read the case for this tool".into()))?;
+    let (events, notes) = (case.events.clone(), case.notes.clone());
     Ok(Case {
         correlation_id: ctx.correlation_id.to_owned(),
         received: events.iter().map(|e| e.event_type.clone()).collect(),

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::store::Store;
+use crate::store::{CaseEvent, CaseNote};
 
 /// What a tool call may use. The customer comes from the event's auth context, never from
 /// the model: a tool acts only on what this customer owns.
@@ -32,7 +32,16 @@ pub struct ToolContext<'a> {
     pub idempotency_key: &'a str,
     pub today: NaiveDate,
     pub backoffice: &'a BackOffice,
-    pub store: &'a Store,
+    /// The case so far, read from the case store before the call, for a tool that reads it
+    /// ([`ToolDef::reads_case`]); `None` for the others.
+    pub case: Option<&'a CaseSoFar>,
+}
+
+/// The case so far: its events in the order recorded, and its notes.
+#[derive(Debug, Clone, Default)]
+pub struct CaseSoFar {
+    pub events: Vec<CaseEvent>,
+    pub notes: Vec<CaseNote>,
 }
 
 impl ToolContext<'_> {
@@ -84,6 +93,9 @@ pub struct ToolDef {
     pub description: &'static str,
     /// Side-effecting: every call goes through the effect ledger.
     pub effect: bool,
+    /// Reads the case so far: the runtime reads it from the case store (which may be a table
+    /// on AWS) and hands it in the context.
+    pub reads_case: bool,
     pub input_schema: Value,
     call: Box<CallFn>,
 }
@@ -111,7 +123,13 @@ impl ToolDef {
             let output = f(ctx, input)?;
             serde_json::to_value(output).map_err(|e| ToolError::Broken(format!("cannot serialize the result: {e}")))
         };
-        Self { name, description, effect, input_schema: schema.to_value(), call: Box::new(call) }
+        Self { name, description, effect, reads_case: false, input_schema: schema.to_value(), call: Box::new(call) }
+    }
+
+    /// This tool reads the case so far ([`ToolContext::case`]).
+    pub fn reading_case(mut self) -> Self {
+        self.reads_case = true;
+        self
     }
 
     pub fn call(&self, ctx: &ToolContext<'_>, input: Value) -> Result<Value, ToolError> {

@@ -57,6 +57,7 @@ impl Rig {
         let services = Arc::new(Services {
             bus: bus.clone(),
             ledger: store.clone(),
+            cases: store.clone(),
             store,
             backoffice: Arc::new(backoffice),
             tools: Arc::new(Registry::standard()),
