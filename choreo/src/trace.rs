@@ -14,14 +14,15 @@ use anyhow::Context;
 use choreo_consumers::journal::otlp::{Endpoint, Exporter};
 use choreo_consumers::journal::{self, CaseLog, ReadError};
 use choreo_consumers::store::DynamoLedger;
+use choreo_notifier::CaseNotification;
+use choreo_notifier::aws::table::Table;
 
 use crate::Status;
 use crate::cli::{Backend, TraceArgs};
 
 pub fn run(args: &TraceArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
     let (log, notifications, source) = if args.backend == Backend::Aws {
-        let (log, table) = aws_case(args)?;
-        (log, None, table)
+        aws_case(args)?
     } else {
         let log = match journal::read_case(data_dir, &args.case) {
             Ok(log) => log,
@@ -66,34 +67,32 @@ pub fn run(args: &TraceArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow:
     Ok(Status::Success)
 }
 
-/// The case's runs from the ledger's table on AWS, as the agent functions copied them there
-/// after each invocation: events, runs, model turns, tool calls (suppressed ones marked) and
-/// completions. (Its effects and notifications live elsewhere on AWS: not shown.)
-fn aws_case(args: &TraceArgs) -> anyhow::Result<(CaseLog, String)> {
+/// The case from the AWS deployment's tables: its events, the runs the agent functions copied
+/// after each invocation (model turns, tool calls, suppressed ones marked, completions) and its
+/// events' effects, from the ledger's table; its notifications from the notifier's table, when
+/// named.
+fn aws_case(args: &TraceArgs) -> anyhow::Result<(CaseLog, Option<Vec<CaseNotification>>, String)> {
     let table =
         args.ledger_table.clone().context("--ledger-table (or CHOREO_LEDGER_TABLE) names the ledger's table")?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
-    let steps = runtime.block_on(async {
+    let source = format!("DynamoDB table `{table}`");
+    let (case, notifications) = runtime.block_on(async {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(url) = &args.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let ledger = DynamoLedger::new(&loader.load().await, &table)?;
-        ledger.case_steps(&args.case).await
+        let sdk = loader.load().await;
+        let Some(case) = DynamoLedger::new(&sdk, &table)?.case_log(&args.case).await? else {
+            anyhow::bail!("case `{}` not found in {source}: no event or agent run of it is there", args.case)
+        };
+        let Some(connections) = &args.connections_table else { return Ok((case, None)) };
+        let notifier = Table::new(&sdk, connections)?;
+        let mut notifications = Vec::new();
+        for customer in &case.customers {
+            notifications.extend(notifier.case_notifications(customer, &args.case).await?);
+        }
+        notifications.sort_by_key(|n| (n.created_ms, n.customer.clone(), n.seq));
+        anyhow::Ok((case, Some(notifications)))
     })?;
-    let source = format!("DynamoDB table `{table}`");
-    anyhow::ensure!(
-        !steps.is_empty(),
-        "case `{}` not found in {source}: no agent run of it was copied there",
-        args.case
-    );
-    let log = CaseLog {
-        case: args.case.clone(),
-        store: source.clone().into(),
-        events: Vec::new(),
-        steps,
-        effects: Vec::new(),
-        journal: true,
-    };
-    Ok((log, source))
+    Ok((case.log, notifications, source))
 }

@@ -279,8 +279,16 @@ async fn the_function_runs_behind_the_lambda_runtime_api_and_reports_partial_fai
     };
     let out = trace("case-lambda");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    for shown in ["payments ← delivery 1 · done", "tool payments.refund_charge", "● PaymentIssueResolved", "model turn"]
-    {
+    for shown in [
+        "payments ← delivery 1 · done",
+        "tool payments.refund_charge",
+        "● PaymentIssueResolved",
+        "model turn",
+        // The case's events and its effects, from the case store and the ledger in the table.
+        "SupportTriaged",
+        "Ledger (effects of the case)",
+        "· done · by payments on",
+    ] {
         assert!(out.stdout.contains(shown), "{shown:?} in:\n{}", out.stdout);
     }
     let out = trace("no-such-case");

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use choreo_auth::{Issuer, Principal};
 use choreo_bus::{AwsBus, AwsConfig};
+use choreo_consumers::store::{CaseStore, DynamoLedger};
 use choreo_notifier::aws::AwsNotifier;
 use choreo_notifier::aws::table::Table;
 use choreo_schemas::Envelope;
@@ -199,6 +200,24 @@ async fn customers_get_their_own_notifications_through_api_gateway_once_and_in_o
     };
     assert_eq!(status(&notifier.socket(ack("conn-c", 1)).await), 200);
     assert_eq!(notifier.table().cursor("c-1001").await.unwrap(), (1, 1));
+
+    // `choreo trace --backend aws` finds the case's notifications under the customer its
+    // events act for (the case store in the ledger's table, as the agent functions keep it),
+    // and only that customer's.
+    let cases = DynamoLedger::new(&sdk, "choreo-ledger").unwrap();
+    cases.ensure_table().await.unwrap();
+    CaseStore::add_event(&cases, &for_a).await.unwrap();
+    let mut cmd = choreo_tests::choreo();
+    cmd.args(["trace", "case-c-1001", "--backend", "aws", "--ledger-table", "choreo-ledger"]);
+    cmd.args(["--connections-table", "choreo-connections", "--endpoint-url", &server.endpoint]);
+    for (k, v) in server.aws_env() {
+        cmd.env(k, v);
+    }
+    let out = choreo_tests::run_command(cmd.env_remove("AWS_PROFILE"), b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let shown = format!("c-1001 #1 PaymentIssueResolved {} · stored for delivery · acknowledged", for_a.id());
+    assert!(out.stdout.contains("Notifications (1)") && out.stdout.contains(&shown), "{shown:?} in:\n{}", out.stdout);
+    assert!(!out.stdout.contains(for_b.id()), "{}", out.stdout);
     assert_eq!(status(&notifier.socket(connect("conn-d", c_token, json!({}))).await), 200);
     notifier.socket(hello("conn-d")).await;
     let d = frames("conn-d");

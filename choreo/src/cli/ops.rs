@@ -225,13 +225,18 @@ pub struct TraceArgs {
     /// Also export the case's spans over OTLP/HTTP to this endpoint (default: $OTEL_EXPORTER_OTLP_ENDPOINT when set)
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
-    /// Read the case from the AWS deployment's ledger table (the runs its functions copied
-    /// there) instead of the data directory
+    /// Read the case from the AWS deployment's tables (its events, the runs its functions
+    /// copied there, its effects; its notifications with --connections-table) instead of the
+    /// data directory
     #[arg(long, value_enum, default_value_t = Backend::Embedded)]
     pub backend: Backend,
     /// The ledger's DynamoDB table on AWS (the template's `LedgerTable`)
     #[arg(long, env = "CHOREO_LEDGER_TABLE", value_name = "TABLE", required_if_eq("backend", "aws"))]
     pub ledger_table: Option<String>,
+    /// With `--backend aws`, also the case's notifications, from the notifier's DynamoDB table
+    /// (the template's `ConnectionsTable`)
+    #[arg(long, env = "CHOREO_CONNECTIONS_TABLE", value_name = "TABLE")]
+    pub connections_table: Option<String>,
     /// Another endpoint than AWS's for DynamoDB (a local server)
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,

@@ -21,16 +21,12 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use choreo_bus::aws::{Call, ServiceError, tables};
 use serde_json::Value;
 
 use super::effects::{Ledger, Recorded};
 use super::{Claim, ClaimMeta, StoreError, now_ms};
-use crate::journal::StepRow;
-use crate::journal::file::Run;
 use crate::runner::ESCALATE_TOOL;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -151,88 +147,6 @@ impl DynamoLedger {
             .await
             .map_err(|e| self.fail("UpdateItem", e))?;
         Ok(updated.attributes.unwrap_or_default())
-    }
-}
-
-impl DynamoLedger {
-    /// Copies journal rows (the steps of runs) under their cases (`pk` = `case#<id>`), for
-    /// `choreo trace --backend aws`: `instance` tells apart the rows of two instances that
-    /// numbered theirs alike. Batches of 25, unprocessed items sent again.
-    pub async fn put_runs(&self, instance: &str, runs: &[Run]) -> Result<(), StoreError> {
-        for chunk in runs.chunks(25) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            for run in chunk {
-                let mut item = Item::from([
-                    ("pk".to_owned(), AttributeValue::S(format!("case#{}", run.correlation_id))),
-                    ("sk".to_owned(), AttributeValue::S(format!("run#{instance}#{:020}", run.seq))),
-                    ("agent".to_owned(), AttributeValue::S(run.agent.clone())),
-                    ("event_id".to_owned(), AttributeValue::S(run.event_id.clone())),
-                    ("steps".to_owned(), AttributeValue::S(run.steps.clone())),
-                ]);
-                if let Some(replay) = &run.replay_name {
-                    item.insert("replay_name".to_owned(), AttributeValue::S(replay.clone()));
-                }
-                let put =
-                    PutRequest::builder().set_item(Some(item)).build().map_err(|e| self.error(e.to_string(), false))?;
-                requests.push(WriteRequest::builder().put_request(put).build());
-            }
-            for _ in 0..5 {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("BatchWriteItem", e))?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-            }
-            if !requests.is_empty() {
-                return Err(self.error(format!("{} run(s) left unprocessed by BatchWriteItem", requests.len()), true));
-            }
-        }
-        Ok(())
-    }
-
-    /// The steps of case `case` that functions copied here, in the order they happened,
-    /// numbered again (instances number theirs each on its own).
-    pub async fn case_steps(&self, case: &str) -> Result<Vec<StepRow>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :case AND begins_with(sk, :runs)")
-            .expression_attribute_values(":case", AttributeValue::S(format!("case#{case}")))
-            .expression_attribute_values(":runs", AttributeValue::S("run#".into()))
-            .consistent_read(true);
-        let items = tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))?;
-        let mut runs: Vec<Vec<StepRow>> = items
-            .iter()
-            .filter_map(|item| {
-                let run = Run {
-                    seq: 0,
-                    last: 0,
-                    correlation_id: case.to_owned(),
-                    agent: text(item, "agent")?.to_owned(),
-                    event_id: text(item, "event_id")?.to_owned(),
-                    replay_name: text(item, "replay_name").map(str::to_owned),
-                    steps: text(item, "steps")?.to_owned(),
-                };
-                Some(run.step_rows())
-            })
-            .filter(|steps| !steps.is_empty())
-            .collect();
-        runs.sort_by_key(|steps| steps[0].started_us);
-        let mut seq = 0;
-        let mut steps = Vec::new();
-        for mut row in runs.into_iter().flatten() {
-            seq += 1;
-            row.seq = seq;
-            steps.push(row);
-        }
-        Ok(steps)
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! A case is the partition `pk` = `case#<correlationid>`:
 //! - `sk` = `event#<id>`: an event (`type`, `source`, `causation_id`, `time`, `data` as JSON
-//!   text, `at` when first recorded, in ms), put once by a conditional write;
+//!   text, `customer` it acts for, `at` when first recorded, in ms), put once by a conditional
+//!   write;
 //! - `sk` = `note#<at>#<ulid>`: a note (`event_id`, `agent`, `kind`, `detail`), in order;
 //! - `sk` = `spend`: the counters `turns`, `tokens`, `hops`, debited by `ADD` under a condition
 //!   on the limits, so two instances racing for the last turn cannot both get it;
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use choreo_bus::aws::tables;
 use choreo_schemas::Envelope;
-use choreo_schemas::envelope::Budget;
+use choreo_schemas::envelope::{AuthType, Budget};
 use serde_json::Value;
 
 use super::dynamo::{Item, json, text, where_};
@@ -27,7 +28,7 @@ fn case_key(case: &str) -> AttributeValue {
     AttributeValue::S(format!("case#{case}"))
 }
 
-fn number(item: &Item, name: &str) -> i64 {
+pub(super) fn number(item: &Item, name: &str) -> i64 {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
@@ -38,7 +39,7 @@ fn spend_of(item: &Item) -> Spend {
 
 impl DynamoLedger {
     /// The items of case `case` whose sort key begins with `prefix`, in key order.
-    async fn case_items(&self, case: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn case_items(&self, case: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
         let query = self
             .client
             .query()
@@ -111,6 +112,10 @@ impl CaseStore for DynamoLedger {
         }
         if let Some(time) = envelope.time() {
             put = put.item("time", AttributeValue::S(time.to_rfc3339()));
+        }
+        // Whom it acts for: the trace finds the case's notifications under the customer.
+        if envelope.auth_type() == Some(AuthType::AppUser) {
+            put = put.item("customer", AttributeValue::S(envelope.auth_id().unwrap_or_default().to_owned()));
         }
         match put.send().await {
             // There already: an event joins its case once.

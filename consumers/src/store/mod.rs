@@ -6,6 +6,7 @@
 mod cases;
 mod dynamo;
 mod dynamo_cases;
+mod dynamo_trace;
 mod effects;
 mod ledger;
 
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use cases::{CaseEvent, CaseNote, CaseStore, Exhausted, NoteKind, Spend};
 pub use dynamo::DynamoLedger;
+pub use dynamo_trace::AwsCase;
 pub use effects::{Ledger, Recorded};
 pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};
 

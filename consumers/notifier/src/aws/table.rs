@@ -6,7 +6,7 @@
 //! | a connection | `conn#<id>` | `conn` | `customer`, `after`, `expires` (the token's `exp`) |
 //! | a customer's connection | `customer#<c>` | `conn#<id>` | `expires` |
 //! | a customer's cursor | `customer#<c>` | `cursor` | `last` (numbers given), `acked` |
-//! | a notification | `customer#<c>` | `note#<seq, 20 digits>` | `frame`, `event_id`, `expires` |
+//! | a notification | `customer#<c>` | `note#<seq, 20 digits>` | `frame`, `event_id`, `at` (ms), `expires` |
 //! | an event notified | `customer#<c>` | `event#<CloudEvent id>` | `seq`, `expires` |
 //!
 //! A notification is numbered from the cursor's counter, then written together with its
@@ -24,8 +24,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use choreo_bus::aws::{Call, ServiceError, tables};
 
-use crate::NotifierError;
 use crate::store::Pending;
+use crate::{CaseNotification, NotifierError};
 
 /// How long a notification (and its event's item) is kept: 30 days.
 const KEEP_SECS: i64 = 30 * 24 * 3600;
@@ -76,6 +76,10 @@ fn note_sk(seq: u64) -> String {
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl Table {
@@ -257,6 +261,7 @@ impl Table {
             .item("sk", s(note_sk(seq)))
             .item("frame", s(pending.frame(seq)))
             .item("event_id", s(pending.event_id()))
+            .item("at", n(now_ms()))
             .item("expires", expires)
             .build()
             .map_err(|e| self.odd(e))?;
@@ -288,6 +293,27 @@ impl Table {
             .filter_map(|item| {
                 let seq = text(item, "sk")?.strip_prefix("note#")?.parse().ok()?;
                 Some((seq, text(item, "frame")?.to_owned()))
+            })
+            .collect())
+    }
+
+    /// `customer`'s notifications of case `case`, in order (for `choreo trace --backend aws`).
+    pub async fn case_notifications(&self, customer: &str, case: &str) -> Result<Vec<CaseNotification>, NotifierError> {
+        let (_, acked) = self.cursor(customer).await?;
+        let items = self.query(customer, "sk BETWEEN :from AND :to", &note_sk(0), &note_sk(u64::MAX)).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let seq: u64 = text(item, "sk")?.strip_prefix("note#")?.parse().ok()?;
+                let frame: serde_json::Value = serde_json::from_str(text(item, "frame")?).ok()?;
+                (frame["case"] == case).then(|| CaseNotification {
+                    customer: customer.to_owned(),
+                    seq,
+                    event_id: text(item, "event_id").unwrap_or_default().to_owned(),
+                    event_type: frame["event"].as_str().unwrap_or_default().to_owned(),
+                    created_ms: num(item, "at").map_or(0, |at| at as i64),
+                    acked: seq <= acked,
+                })
             })
             .collect())
     }
