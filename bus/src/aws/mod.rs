@@ -22,6 +22,7 @@
 
 mod errors;
 mod events;
+mod matcher;
 mod policy;
 mod queues;
 mod scan;
@@ -34,6 +35,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::api::BusError;
 pub use errors::{Call, ServiceError};
+pub use matcher::{AwsMatcher, Verdict};
 pub use policy::queue_tags;
 use queues::{InFlight, Queue};
 

@@ -268,13 +268,19 @@ The pattern is read from the exact text given (number literals, duplicate keys, 
 2048-character limit). Each answer line, in input order, is one of:
   true | false | false: <reason> (with --explain)
   invalid: <why the pattern is rejected>
-  error: <why the line cannot be read>";
+  error: <why the line cannot be read>
+
+With --backend aws, EventBridge's TestEventPattern answers each line instead of the embedded
+engine (several lines in flight, answers still in input order): the same answers, its messages
+in invalid: lines, and error: EventBridge: <code>: <message> where it rejects a line otherwise
+(an event without EventBridge's fields: id, account, source, time, region, resources,
+detail-type).";
 
 const CHECK_EXIT_CODES: &str = "\
 Exit codes:
   0  every line was answered (invalid: and error: lines included)
   2  usage error
-  3  stdin could not be read or stdout written";
+  3  stdin could not be read or stdout written, or (--backend aws) EventBridge could not answer";
 
 const TEST_EXIT_CODES: &str = "\
 Exit codes:
@@ -295,8 +301,15 @@ into a serde_json::Value).";
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// On a miss, say which field failed and what the event had there
-    #[arg(long)]
+    #[arg(long, conflicts_with = "backend")]
     pub explain: bool,
+    /// Whose matcher answers: the embedded engine, or EventBridge's own (TestEventPattern,
+    /// standard AWS config; each event must then be a whole EventBridge event)
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
+    /// Another endpoint than AWS's for EventBridge (a local server)
+    #[arg(long, value_name = "URL", requires = "backend")]
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use choreo_bus::json::{self, JsonError};
 use choreo_bus::pattern::{EventError, Explanation, MAX_EVENT_DEPTH, Machine, Pattern, PatternError, Scratch};
 
 use super::{OneLine, json_kind};
-use crate::cli::CheckArgs;
+use crate::cli::{Backend, CheckArgs};
 
 /// Longest input line read: far above EventBridge's 256 KiB event, low enough that one
 /// endless line cannot exhaust memory. A longer line gets an `error:` answer.
@@ -96,7 +96,7 @@ pub fn answer(line: &[u8], explain: bool, scratch: &mut Scratch) -> Answer {
     }
 }
 
-enum PatternSource<'a> {
+pub(super) enum PatternSource<'a> {
     /// The `pattern` value's own text, so number literals, duplicate keys and length are
     /// judged on what was written.
     Raw(&'a str),
@@ -105,7 +105,7 @@ enum PatternSource<'a> {
 }
 
 /// Reads a line into its pattern and its event's raw bytes.
-fn split(line: &[u8]) -> Result<(PatternSource<'_>, &[u8]), LineError> {
+pub(super) fn split(line: &[u8]) -> Result<(PatternSource<'_>, &[u8]), LineError> {
     if line.is_empty() {
         return Err(LineError::Empty);
     }
@@ -157,6 +157,9 @@ pub struct Tally {
 /// buffered, so a caller that writes one line and waits for its answer gets it at once, while
 /// a piped file is still answered in large writes.
 pub fn run<R: Read, W: Write>(args: &CheckArgs, input: &mut BufReader<R>, output: &mut W) -> anyhow::Result<Tally> {
+    if args.backend == Backend::Aws {
+        return super::aws::run(args, input, output);
+    }
     let mut tally = Tally::default();
     let mut line = Vec::with_capacity(4096);
     let mut scratch = Scratch::new();
@@ -187,7 +190,7 @@ pub fn run<R: Read, W: Write>(args: &CheckArgs, input: &mut BufReader<R>, output
     Ok(tally)
 }
 
-enum Line {
+pub(super) enum Line {
     Eof,
     Complete,
     /// Longer than [`MAX_LINE_BYTES`]; the rest of it was read and dropped.
@@ -196,7 +199,7 @@ enum Line {
 
 /// Reads one line, up to and including its `\n`, into `buf`. A last line without `\n` counts;
 /// the end of input right after a `\n` is not a line.
-fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+pub(super) fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Line> {
     // Room for the limit plus "\r\n": anything longer than that is too long whatever follows.
     let n = input.by_ref().take(MAX_LINE_BYTES as u64 + 2).read_until(b'\n', buf)?;
     if n == 0 {
@@ -227,7 +230,7 @@ fn skip_rest_of_line<R: BufRead>(input: &mut R) -> std::io::Result<()> {
     }
 }
 
-fn trim_line_end(line: &[u8]) -> &[u8] {
+pub(super) fn trim_line_end(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -238,7 +241,8 @@ mod tests {
 
     fn check(input: &[u8], explain: bool) -> Vec<String> {
         let mut out = Vec::new();
-        run(&CheckArgs { explain }, &mut BufReader::new(input), &mut out).unwrap();
+        let args = CheckArgs { explain, backend: Backend::Embedded, endpoint_url: None };
+        run(&args, &mut BufReader::new(input), &mut out).unwrap();
         String::from_utf8(out).unwrap().lines().map(str::to_owned).collect()
     }
 

@@ -1,6 +1,7 @@
 //! `choreo pattern …`: check, test and benchmark EventBridge event patterns with the engine in
 //! `choreo_bus::pattern`. Helpers shared by the three commands live here.
 
+mod aws;
 pub mod bench;
 pub mod check;
 pub mod test;
