@@ -5,7 +5,8 @@
 //! instances that share nothing but the table (each its own data directory, store and back
 //! office), as Lambda spreads a queue's batches: `support` joins over completions other
 //! instances recorded, the case is resolved with one refund, and the table's spend counts every
-//! model turn of every instance.
+//! model turn of every instance; and a turn that ended without completing is not run again
+//! when its event is delivered to another instance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use choreo_consumers::local::{Local, Options, SupportRequest};
 use choreo_consumers::store::{CaseStore, DynamoLedger, Ledger, NoteKind, Spend, Store};
 use choreo_models::{Model, ModelError, ModelRequest, ModelResponse};
 use choreo_schemas::Envelope;
-use choreo_schemas::envelope::Budget;
+use choreo_schemas::envelope::{AuthType, Budget};
 use choreo_tests::ministack::Ministack;
 use chrono::NaiveDate;
 use serde_json::json;
@@ -208,6 +209,74 @@ async fn a_case_spread_over_instances_that_share_the_table_is_resolved_once() {
     let spend = table.spend(&case).await.unwrap();
     assert_eq!(spend.turns as usize, calls.load(Ordering::SeqCst), "every instance's model turns, on the one case");
     assert!(spend.hops >= 4 && spend.tokens > 0, "{spend:?}");
+    for instance in instances {
+        instance.shutdown().await;
+    }
+}
+
+/// `support` given a payment's resolution while the missing item is not resolved yet ends its
+/// turn without completing. The same event delivered again, to another instance (SQS after a
+/// timeout, a replay), is a duplicate there: answered from the table, its model not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_ended_without_completing_is_not_run_again_on_another_instance() {
+    let Some(server) = Ministack::start() else { return };
+    let table = Arc::new(DynamoLedger::new(&server.sdk_config(), "choreo-ledger").unwrap());
+    table.ensure_table().await.unwrap();
+    let bus = Arc::new(AwsBus::ensure_with(&server.sdk_config(), AwsConfig::new("choreo-waits")).await.unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut instances = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut options = Options::new(dir.path());
+        options.ledger = Some(table.clone() as Arc<dyn Ledger>);
+        options.cases = Some(table.clone() as Arc<dyn CaseStore>);
+        (options.subscribe, options.consume) = (i == 0, false);
+        let calls = calls.clone();
+        options.model_layer = Some(Box::new(move |inner| Arc::new(Counted { inner, calls }) as Arc<dyn Model>));
+        instances.push(Local::start_on(options, bus.clone()).await.expect("an instance"));
+    }
+
+    // The case so far, as the other agents' functions recorded it.
+    let placed = Envelope::builder("retail.support-api", "OrderSupportPlaced")
+        .auth(AuthType::AppUser, "c-1001")
+        .data(json!({"order_id": "o-1001", "message": "Charged twice, the speaker never came.", "channel": "web"}))
+        .build()
+        .unwrap();
+    let triaged = placed
+        .follow_up("agents.support", "SupportTriaged")
+        .data(json!({"order_id": "o-1001", "issues": ["duplicate_charge", "missing_item"], "summary": "triaged"}))
+        .build()
+        .unwrap();
+    for event in [&placed, &triaged] {
+        table.add_event(event).await.unwrap();
+    }
+    let resolved = triaged
+        .follow_up("agents.payments", "PaymentIssueResolved")
+        .data(json!({"order_id": "o-1001", "outcome": "refunded", "summary": "We refunded the duplicate charge.",
+                     "refunds": [{"charge_id": "ch-1001-b", "refund_id": "rf-1",
+                                  "amount": {"amount_minor": 20800, "currency": "EUR"}}]}))
+        .build()
+        .unwrap();
+    choreo_consumers::runner::publish(bus.as_ref(), &resolved).await.unwrap();
+    choreo_consumers::runner::publish(bus.as_ref(), &resolved).await.unwrap();
+    let copies = choreo_tests::ministack::receive(bus.as_ref(), "agent-support", 2).await;
+
+    let mut asked = Vec::new();
+    for (instance, copy) in instances.iter().zip(copies) {
+        let agent = Arc::new(instance.agents.iter().find(|a| a.name() == "support").unwrap().clone());
+        let retry = choreo_consumers::lambda::handle_batch(&instance.services, bus.as_ref(), &agent, vec![copy]).await;
+        assert!(retry.is_empty(), "{retry:?}");
+        asked.push(calls.load(Ordering::SeqCst));
+    }
+    assert!(asked[0] > 0, "the first instance asked its model");
+    assert_eq!(asked[1], asked[0], "the second instance did not");
+    let case = placed.id();
+    let notes = table.notes(case).await.unwrap();
+    assert_eq!(notes.iter().map(|n| n.kind).collect::<Vec<_>>(), [NoteKind::NoCompletion], "one run ended its turn");
+    let types: Vec<String> = table.case_events(case).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, ["OrderSupportPlaced", "SupportTriaged", "PaymentIssueResolved"], "nothing answered yet");
+    let recorded = table.recorded("support", resolved.id()).await.unwrap().unwrap();
+    assert_eq!(recorded.iter().map(|r| r.tool.as_str()).collect::<Vec<_>>(), [choreo_consumers::store::NO_COMPLETION]);
     for instance in instances {
         instance.shutdown().await;
     }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::manifest::Agent;
 use crate::observe::{Observer, StepKind};
-use crate::store::{Answer, CaseStore, Ledger, NoteKind, PriorRun, Store, StoreError};
+use crate::store::{Answer, CaseStore, ClaimMeta, Ledger, NO_COMPLETION, NoteKind, PriorRun, Store, StoreError};
 use crate::tools::Registry;
 
 pub use calls::{COMPLETE_PREFIX, ESCALATE_TOOL, completion_tool};
@@ -162,6 +162,14 @@ pub async fn run_after(services: &Services, agent: &Agent, event: &Envelope, pri
     let answers = match services.ledger.recorded(agent.name(), event.id()).await? {
         None => prior.answers,
         Some(recorded) => {
+            let (ended, recorded): (Vec<_>, Vec<_>) = recorded.into_iter().partition(|r| r.tool == NO_COMPLETION);
+            if let (Some(ended), true) = (ended.last(), recorded.is_empty()) {
+                // An earlier delivery (on another instance) ended its turn without completing:
+                // this one is a duplicate, answered with that, the model not asked again.
+                run.step(StepKind::Duplicate);
+                let text = ended.envelope["text"].as_str().unwrap_or_default().to_owned();
+                return Ok(run.ran(Outcome::NoCompletion(text)));
+            }
             let mut answers = Vec::with_capacity(recorded.len());
             for r in recorded {
                 let case = r.envelope["correlationid"].as_str().or(r.envelope["id"].as_str());
@@ -184,6 +192,16 @@ pub async fn run_after(services: &Services, agent: &Agent, event: &Envelope, pri
         return Ok(run.ran(outcome));
     }
     let outcome = run.converse().await?;
+    if let Outcome::NoCompletion(text) = &outcome {
+        let meta = ClaimMeta {
+            agent: agent.name(),
+            event_id: event.id(),
+            correlation_id: &run.correlation_id,
+            tool: NO_COMPLETION,
+            args: &Value::Null,
+        };
+        services.ledger.ended_without_completion(&meta, text).await?;
+    }
     Ok(run.ran(outcome))
 }
 

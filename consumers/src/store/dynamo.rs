@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use choreo_bus::aws::{Call, ServiceError, tables};
 use serde_json::Value;
 
-use super::effects::{Ledger, Recorded};
+use super::effects::{Ledger, NO_COMPLETION, Recorded};
 use super::{Claim, ClaimMeta, StoreError, now_ms};
 use crate::runner::ESCALATE_TOOL;
 
@@ -229,6 +229,20 @@ impl Ledger for DynamoLedger {
         Ok(Some(json(&after, "result")))
     }
 
+    async fn ended_without_completion(&self, meta: &ClaimMeta<'_>, text: &str) -> Result<(), StoreError> {
+        // One per agent and event; a later end (a run that raced this one) replaces it.
+        let key = format!("{}|{}|{NO_COMPLETION}", meta.event_id, meta.agent);
+        let meta = ClaimMeta { tool: NO_COMPLETION, ..*meta };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(&key, &meta, Some(&serde_json::json!({ "text": text })))))
+            .send()
+            .await
+            .map_err(|e| self.fail("PutItem", e))?;
+        Ok(())
+    }
+
     async fn recorded(&self, agent: &str, event_id: &str) -> Result<Option<Vec<Recorded>>, StoreError> {
         let query = self
             .client
@@ -243,7 +257,8 @@ impl Ledger for DynamoLedger {
             .filter(|item| text(item, "agent") == Some(agent) && text(item, "state") == Some("done"))
             .filter_map(|item| {
                 let tool = text(item, "tool")?;
-                if !(tool.starts_with(crate::runner::COMPLETE_PREFIX) || tool == ESCALATE_TOOL) {
+                if !(tool.starts_with(crate::runner::COMPLETE_PREFIX) || tool == ESCALATE_TOOL || tool == NO_COMPLETION)
+                {
                     return None;
                 }
                 let sk = text(item, "sk")?;

@@ -151,6 +151,10 @@ impl DynamoLedger {
         Ok(items
             .iter()
             .filter_map(|item: &Item| {
+                // A run's end without completion is the ledger's, not an effect.
+                if text(item, "tool") == Some(super::NO_COMPLETION) {
+                    return None;
+                }
                 let effect = Effect {
                     agent: text(item, "agent")?.to_owned(),
                     event_id: event_id.to_owned(),

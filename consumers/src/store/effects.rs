@@ -43,7 +43,19 @@ pub trait Ledger: Send + Sync {
     /// first, where the ledger is not the store a delivery's prior run is read from; `None`
     /// where it is (the store's read holds them already).
     async fn recorded(&self, agent: &str, event_id: &str) -> Result<Option<Vec<Recorded>>, StoreError>;
+
+    /// Records that a run of `meta.agent` on `meta.event_id` ended its turn without completing
+    /// (`text`, its last words), where the ledger is shared beyond the store: a later delivery
+    /// of the event to another instance is then answered with it ([`NO_COMPLETION`] among
+    /// [`Ledger::recorded`]), its model not asked again. Where the ledger is the store, the
+    /// store's record of the run does that already: nothing to do.
+    async fn ended_without_completion(&self, _meta: &ClaimMeta<'_>, _text: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
+
+/// The tool name under which a shared ledger keeps a run that ended without completing.
+pub const NO_COMPLETION: &str = "run.no_completion";
 
 #[async_trait]
 impl Ledger for Store {

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use cases::{CaseEvent, CaseNote, CaseStore, Exhausted, NoteKind, Spend};
 pub use dynamo::DynamoLedger;
 pub use dynamo_trace::AwsCase;
-pub use effects::{Ledger, Recorded};
+pub use effects::{Ledger, NO_COMPLETION, Recorded};
 pub use ledger::{Answer, Claim, ClaimMeta, EffectRecord, EffectState, PriorRun, canonical, effect_key};
 
 /// The file name of the store in a data directory.
