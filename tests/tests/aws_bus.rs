@@ -402,3 +402,29 @@ async fn dead_letters_are_looked_at_redriven_and_purged_by_id() {
         "{err}"
     );
 }
+
+/// An event whose target queue was deleted: EventBridge cannot deliver it, retries as the
+/// target's policy says (none here), then sends it to the target's dead-letter queue
+/// (`DeadLetterConfig`). Where the server drops it instead, the test says so.
+#[tokio::test]
+async fn an_event_to_a_deleted_queue_goes_to_the_targets_dead_letters_or_the_gap_is_said() {
+    let Some(server) = Ministack::start() else { return };
+    let bus = aws(&server, "gone").await;
+    route(&bus, "gone", "Gone", policy(0)).await;
+    let sqs = aws_sdk_sqs::Client::new(&server.sdk_config());
+    let url = sqs.get_queue_url().queue_name("gone").send().await.unwrap();
+    sqs.delete_queue().queue_url(url.queue_url().unwrap()).send().await.unwrap();
+
+    let put = bus.put_events(vec![entry("Gone", json!({"n": 1}))]).await.unwrap();
+    assert_eq!(put.failed_entry_count, 0, "EventBridge accepts the entry: delivery is its own business");
+    let dead = receive(&bus, "gone-dlq", 1, Duration::from_secs(5)).await;
+    match dead.as_slice() {
+        [] => eprintln!("ministack dropped an event to a deleted queue without dead-lettering it (known gap)"),
+        [message] => {
+            let event = message.event().unwrap();
+            assert_eq!(event.event.detail_type, "Gone");
+            eprintln!("ministack dead-lettered an event to a deleted queue, as EventBridge does (honoured)");
+        }
+        more => panic!("one event put, {} dead letters", more.len()),
+    }
+}
