@@ -304,6 +304,11 @@ async fn bad_input_and_missing_parts_get_precise_errors() {
     let too_many = (0..6).map(|i| Target::new(format!("t{i}"), format!("inbox-{i}"))).collect();
     bus.put_rule(RuleSpec::new("wide", r#"{"source": ["x"]}"#)).await.unwrap();
     assert!(matches!(bus.put_targets("wide", too_many).await, Err(BusError::TooManyTargets { count: 6, .. })));
+    // A rule EventBridge would reject: refused before the call, naming the rule, as on the
+    // embedded bus; nothing is created.
+    let rejected = bus.put_rule(RuleSpec::new("bad-rule", r#"{"source": [{"prefix": 1}]}"#)).await;
+    assert!(matches!(&rejected, Err(BusError::InvalidPattern { rule, .. }) if rule == "bad-rule"), "{rejected:?}");
+    assert!(bus.list_rules().await.unwrap().iter().all(|r| r.name != "bad-rule"));
     let bad_name = bus.create_inbox("no spaces allowed").await;
     assert!(matches!(&bad_name, Err(BusError::InvalidArgument { field, .. }) if field == "QueueName"), "{bad_name:?}");
 
