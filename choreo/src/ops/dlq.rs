@@ -13,11 +13,11 @@ use super::{time, write_json};
 use crate::cli::{DlqCommand, DlqSelectArgs};
 use crate::{Status, UsageError};
 
-/// The command on `bus`: the data directory's, or on AWS the event bus `aws` names (whose
-/// agents' case store is not here: `--case` then only narrows, unchecked).
+/// The command on `bus`: the data directory's (`local_cases`: its agents' case store is there
+/// too, so `--case` is checked against it), or on AWS (where it is not: `--case` only narrows).
 pub async fn run<B: Bus + Inboxes>(
     bus: &B,
-    aws: Option<&str>,
+    local_cases: bool,
     command: DlqCommand,
     data_dir: &Path,
     output: &mut dyn Write,
@@ -58,7 +58,7 @@ pub async fn run<B: Bus + Inboxes>(
             Ok(Status::Success)
         }
         DlqCommand::Redrive(args) => {
-            let entries = selected(bus, &args, data_dir, aws.is_none()).await?;
+            let entries = selected(bus, &args, data_dir, local_cases).await?;
             let moved = choreo_replay::redrive(bus, bus, &entries).await?;
             if args.json {
                 write_json(output, &moved)?;
@@ -71,7 +71,7 @@ pub async fn run<B: Bus + Inboxes>(
             Ok(Status::Success)
         }
         DlqCommand::Purge(args) => {
-            let entries = selected(bus, &args.select, data_dir, aws.is_none()).await?;
+            let entries = selected(bus, &args.select, data_dir, local_cases).await?;
             if entries.is_empty() {
                 writeln!(output, "nothing to purge")?;
                 return Ok(Status::Success);

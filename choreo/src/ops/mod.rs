@@ -28,10 +28,10 @@ pub fn replay(args: ReplayArgs, data_dir: &Path, output: &mut dyn Write) -> anyh
 pub fn dlq(args: DlqArgs, data_dir: &Path, output: &mut dyn Write) -> anyhow::Result<Status> {
     runtime()?.block_on(async {
         match args.backend.backend {
-            Backend::Embedded => dlq::run(&open_bus(data_dir)?, None, args.command, data_dir, output).await,
+            Backend::Embedded => dlq::run(&open_bus(data_dir)?, true, args.command, data_dir, output).await,
             Backend::Aws => {
                 let bus = aws_bus(&args.backend).await?;
-                dlq::run(&bus, Some(&args.backend.bus_name), args.command, data_dir, output).await
+                dlq::run(&bus, false, args.command, data_dir, output).await
             }
         }
     })
