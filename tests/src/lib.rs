@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod agents;
 pub mod customer;
 pub mod lambda_watch;
 pub mod ministack;

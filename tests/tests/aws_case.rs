@@ -11,6 +11,7 @@ use choreo_bus::api::{ReceiveOptions, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
 use choreo_consumers::local::{Local, Options, SupportRequest};
 use choreo_schemas::Envelope;
+use choreo_tests::agents::SEEDED_CASE_EVENTS;
 use choreo_tests::ministack::Ministack;
 use chrono::NaiveDate;
 
@@ -59,14 +60,7 @@ async fn the_seeded_case_is_resolved_through_eventbridge_and_sqs_with_one_refund
         *by_type.entry(e.event_type()).or_default() += 1;
     }
     // Exactly one of each: the request, the triage, the three agents' answers, the final one.
-    let expected = [
-        "FulfilmentIssueResolved",
-        "InventoryChecked",
-        "OrderSupportCompleted",
-        "OrderSupportPlaced",
-        "PaymentIssueResolved",
-        "SupportTriaged",
-    ];
+    let expected = SEEDED_CASE_EVENTS;
     assert_eq!(by_type, expected.into_iter().map(|t| (t, 1)).collect(), "the case's events");
     let refunds = backoffice.refunds("o-1001").unwrap();
     assert_eq!(refunds.len(), 1, "one refund of the duplicate charge: {refunds:?}");

@@ -17,9 +17,9 @@ use choreo_bus::api::{ReceiveOptions, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
 use choreo_consumers::local::{Local, Options, SupportRequest};
 use choreo_consumers::store::{CaseStore, DynamoLedger, Ledger, NoteKind, Spend, Store};
-use choreo_models::{Model, ModelError, ModelRequest, ModelResponse};
 use choreo_schemas::Envelope;
 use choreo_schemas::envelope::{AuthType, Budget};
+use choreo_tests::agents::{Counted, SEEDED_CASE_EVENTS};
 use choreo_tests::ministack::Ministack;
 use chrono::NaiveDate;
 use serde_json::json;
@@ -104,22 +104,26 @@ async fn a_dynamodb_table_keeps_the_case_stores_contract() {
     contract(Arc::new(table)).await;
 }
 
-/// Counts the model's calls, over every instance.
-struct Counted {
-    inner: Arc<dyn Model>,
-    calls: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl Model for Counted {
-    fn name(&self) -> String {
-        self.inner.name()
+/// `n` instances of the agents sharing only `table` (their own data directories: stores and
+/// back offices), their model calls counted into `calls`; the first puts the rules and queues,
+/// as the deployment would; none consumes (the test hands them batches, as Lambda would).
+async fn instances(
+    n: usize,
+    table: &Arc<DynamoLedger>,
+    bus: &Arc<AwsBus>,
+    calls: &Arc<AtomicUsize>,
+) -> (Vec<Local<AwsBus>>, Vec<tempfile::TempDir>) {
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut instances = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut options = Options::new(dir.path());
+        options.ledger = Some(table.clone() as Arc<dyn Ledger>);
+        options.cases = Some(table.clone() as Arc<dyn CaseStore>);
+        (options.subscribe, options.consume) = (i == 0, false);
+        options.model_layer = Some(Counted::layer(calls.clone()));
+        instances.push(Local::start_on(options, bus.clone()).await.expect("an instance"));
     }
-
-    async fn converse(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.converse(request).await
-    }
+    (instances, dirs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,18 +133,7 @@ async fn a_case_spread_over_instances_that_share_the_table_is_resolved_once() {
     table.ensure_table().await.unwrap();
     let bus = Arc::new(AwsBus::ensure_with(&server.sdk_config(), AwsConfig::new("choreo-spread")).await.unwrap());
     let calls = Arc::new(AtomicUsize::new(0));
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut instances = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut options = Options::new(dir.path());
-        options.ledger = Some(table.clone() as Arc<dyn Ledger>);
-        options.cases = Some(table.clone() as Arc<dyn CaseStore>);
-        // The first puts the rules and queues, as the deployment would; none consumes.
-        (options.subscribe, options.consume) = (i == 0, false);
-        let calls = calls.clone();
-        options.model_layer = Some(Box::new(move |inner| Arc::new(Counted { inner, calls }) as Arc<dyn Model>));
-        instances.push(Local::start_on(options, bus.clone()).await.expect("an instance"));
-    }
+    let (instances, _dirs) = instances(3, &table, &bus, &calls).await;
     bus.put_rule(RuleSpec::new("watch", r#"{"detail": {"specversion": ["1.0"]}}"#)).await.unwrap();
     bus.put_targets("watch", vec![Target::new("watch", "watch")]).await.unwrap();
 
@@ -188,14 +181,7 @@ async fn a_case_spread_over_instances_that_share_the_table_is_resolved_once() {
     for e in events.values() {
         *by_type.entry(e.event_type()).or_default() += 1;
     }
-    let expected = [
-        "FulfilmentIssueResolved",
-        "InventoryChecked",
-        "OrderSupportCompleted",
-        "OrderSupportPlaced",
-        "PaymentIssueResolved",
-        "SupportTriaged",
-    ];
+    let expected = SEEDED_CASE_EVENTS;
     assert_eq!(by_type, expected.into_iter().map(|t| (t, 1)).collect(), "the case's events");
     // One refund over all the instances' back offices.
     let mut refunds = Vec::new();
@@ -224,17 +210,7 @@ async fn a_turn_that_ended_without_completing_is_not_run_again_on_another_instan
     table.ensure_table().await.unwrap();
     let bus = Arc::new(AwsBus::ensure_with(&server.sdk_config(), AwsConfig::new("choreo-waits")).await.unwrap());
     let calls = Arc::new(AtomicUsize::new(0));
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut instances = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut options = Options::new(dir.path());
-        options.ledger = Some(table.clone() as Arc<dyn Ledger>);
-        options.cases = Some(table.clone() as Arc<dyn CaseStore>);
-        (options.subscribe, options.consume) = (i == 0, false);
-        let calls = calls.clone();
-        options.model_layer = Some(Box::new(move |inner| Arc::new(Counted { inner, calls }) as Arc<dyn Model>));
-        instances.push(Local::start_on(options, bus.clone()).await.expect("an instance"));
-    }
+    let (instances, _dirs) = instances(2, &table, &bus, &calls).await;
 
     // The case so far, as the other agents' functions recorded it.
     let placed = Envelope::builder("retail.support-api", "OrderSupportPlaced")

@@ -14,11 +14,11 @@ use choreo_bus::api::{Message, RuleSpec, Target};
 use choreo_bus::{AwsBus, AwsConfig, Bus, Inboxes};
 use choreo_consumers::local::{Local, Options};
 use choreo_consumers::store::{DynamoLedger, Ledger};
-use choreo_models::{Model, ModelError, ModelRequest, ModelResponse};
 use choreo_schemas::Envelope;
 use choreo_schemas::catalog::{IssueKind, SupportTriaged};
 use choreo_schemas::envelope::{AuthType, EnvelopeBuilder};
 use choreo_schemas::eventbridge::PutEventsEntry;
+use choreo_tests::agents::Counted;
 use choreo_tests::lambda_watch::Watch;
 use choreo_tests::ministack::{Ministack, receive};
 use serde_json::{Value, json};
@@ -164,24 +164,6 @@ async fn the_handler_answers_a_batch_with_only_the_records_to_retry() {
     local.shutdown().await;
 }
 
-/// Counts the model's calls.
-struct Counted {
-    inner: Arc<dyn Model>,
-    calls: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl Model for Counted {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-
-    async fn converse(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.converse(request).await
-    }
-}
-
 /// Two instances of the payments function (two data directories: their own stores and back
 /// offices) share the ledger's DynamoDB table. The triage is put twice (a producer's retry:
 /// the same CloudEvent) and each copy goes to another instance: the second finds the first's
@@ -197,7 +179,7 @@ async fn instances_that_share_the_dynamodb_ledger_act_once() {
         let mut options = Options::new(dir);
         options.ledger = Some(ledger.clone() as Arc<dyn Ledger>);
         if let Some(calls) = calls {
-            options.model_layer = Some(Box::new(move |inner| Arc::new(Counted { inner, calls }) as Arc<dyn Model>));
+            options.model_layer = Some(Counted::layer(calls));
         }
         options
     };

@@ -116,6 +116,18 @@ impl DynamoLedger {
         }
     }
 
+    /// Everything recorded for CloudEvent `event_id` (its partition), read strongly consistent.
+    pub(super) async fn event_items(&self, event_id: &str) -> Result<Vec<Item>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :event")
+            .expression_attribute_values(":event", AttributeValue::S(event_id.to_owned()))
+            .consistent_read(true);
+        tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))
+    }
+
     async fn get(&self, key: &str, meta: &ClaimMeta<'_>) -> Result<Option<Item>, StoreError> {
         let (pk, sk) = Self::key(key, meta);
         let got = self
@@ -244,14 +256,7 @@ impl Ledger for DynamoLedger {
     }
 
     async fn recorded(&self, agent: &str, event_id: &str) -> Result<Option<Vec<Recorded>>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :event")
-            .expression_attribute_values(":event", AttributeValue::S(event_id.to_owned()))
-            .consistent_read(true);
-        let items = tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))?;
+        let items = self.event_items(event_id).await?;
         let mut answers: Vec<(i64, Recorded)> = items
             .iter()
             .filter(|item| text(item, "agent") == Some(agent) && text(item, "state") == Some("done"))

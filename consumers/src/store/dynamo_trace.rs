@@ -138,16 +138,7 @@ impl DynamoLedger {
 
     /// The effects recorded for CloudEvent `event_id` (its partition), with when each began.
     async fn event_effects(&self, event_id: &str) -> Result<Vec<(i64, Effect)>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :event")
-            .expression_attribute_values(":event", AttributeValue::S(event_id.to_owned()))
-            .consistent_read(true);
-        let items = choreo_bus::aws::tables::query_all(query)
-            .await
-            .map_err(|(detail, retryable)| self.error(detail, retryable))?;
+        let items = self.event_items(event_id).await?;
         Ok(items
             .iter()
             .filter_map(|item: &Item| {
