@@ -158,10 +158,6 @@ impl CaseStore for Store {
         Store::add_event(self, envelope)
     }
 
-    async fn record_event(&self, envelope: &Envelope) -> Result<(), StoreError> {
-        Store::record_event(self, envelope)
-    }
-
     async fn has_event(&self, case: &str, event_id: &str) -> Result<bool, StoreError> {
         Store::has_event(self, case, event_id)
     }

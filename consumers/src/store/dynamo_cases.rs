@@ -51,6 +51,14 @@ impl DynamoLedger {
         tables::query_all(query).await.map_err(|(detail, retryable)| self.error(detail, retryable))
     }
 
+    /// The event items of case `case`, in the order recorded (two recorded in one millisecond,
+    /// by two instances, in the order of their time).
+    pub(super) async fn case_event_items(&self, case: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = self.case_items(case, "event#").await?;
+        items.sort_by_key(|item| (number(item, "at"), text(item, "time").map(str::to_owned)));
+        Ok(items)
+    }
+
     /// Debits one of `what` (`turns` or `hops`) while every limit holds.
     async fn debit(
         &self,
@@ -146,25 +154,21 @@ impl CaseStore for DynamoLedger {
     }
 
     async fn case_events(&self, case: &str) -> Result<Vec<CaseEvent>, StoreError> {
-        let mut events: Vec<(i64, CaseEvent)> = self
-            .case_items(case, "event#")
+        Ok(self
+            .case_event_items(case)
             .await?
             .iter()
             .filter_map(|item| {
-                let event = CaseEvent {
+                Some(CaseEvent {
                     id: text(item, "event_id")?.to_owned(),
                     event_type: text(item, "type")?.to_owned(),
                     source: text(item, "source")?.to_owned(),
                     causation_id: text(item, "causation_id").map(str::to_owned),
                     time: text(item, "time").map(str::to_owned),
                     data: json(item, "data"),
-                };
-                Some((number(item, "at"), event))
+                })
             })
-            .collect();
-        // In the order recorded; two recorded in one millisecond (by two instances), by time.
-        events.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.time.cmp(&y.time)));
-        Ok(events.into_iter().map(|(_, e)| e).collect())
+            .collect())
     }
 
     async fn note(

@@ -98,8 +98,7 @@ impl DynamoLedger {
     /// Case `case`: its events, the runs copied here and its events' effects, and the customers
     /// it acted for; `None` when the table holds no event and no run of it.
     pub async fn case_log(&self, case: &str) -> Result<Option<AwsCase>, StoreError> {
-        let mut items = self.case_items(case, "event#").await?;
-        items.sort_by_key(|item| (number(item, "at"), text(item, "time").map(str::to_owned)));
+        let items = self.case_event_items(case).await?;
         let mut customers = BTreeSet::new();
         let mut events = Vec::with_capacity(items.len());
         for (seq, item) in items.iter().enumerate() {
